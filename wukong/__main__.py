@@ -1,0 +1,5 @@
+"""``python -m wukong`` is the ``wukong`` command."""
+
+from wukong.cli import main
+
+raise SystemExit(main())

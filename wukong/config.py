@@ -1,0 +1,263 @@
+"""Settings: nested dataclasses are the single source of truth.
+
+A run's configuration is built in three layers, each overriding the one before:
+
+1. the dataclass defaults below,
+2. a YAML preset (``configs/<name>.yaml`` or any path), containing any subset of the keys,
+3. command-line overrides ``--set section.key=value`` (values are parsed as YAML: ``[256,128]``,
+   ``true``, ``1e-3``).
+
+Unknown keys and ill-typed values are rejected with a message that names the key and lists the
+valid ones. Loading, merging and type conversion are done by OmegaConf's structured configs.
+
+Example::
+
+    cfg = load_config("tiny", ["model.num_layers=4", "model.name=dcnv2"])
+    cfg.model.num_layers  # 4
+    save_config(cfg, "run.yaml"); load_config("run.yaml") == cfg  # True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from wukong.schema import FeatureSchema
+
+MODEL_NAMES = ("wukong", "dlrm", "dcnv2", "finalmlp")
+FM_PROJECTIONS = ("static", "attentive")
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says which key and what is valid."""
+
+
+def _positive(section: str, **values: int | float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{section}.{name} must be > 0, got {value}")
+
+
+def _widths(section: str, **lists: Sequence[int]) -> None:
+    for name, widths in lists.items():
+        if any(w <= 0 for w in widths):
+            raise ValueError(f"{section}.{name} must hold positive layer widths, got {list(widths)}")
+
+
+@dataclass
+class DLRMConfig:
+    """DLRM (Naumov et al. 2019): pairwise dot products of the n embeddings, then a top MLP."""
+
+    top_mlp: list[int] = field(default_factory=lambda: [512, 256])
+
+    def __post_init__(self) -> None:
+        _widths("model.dlrm", top_mlp=self.top_mlp)
+
+
+@dataclass
+class DCNv2Config:
+    """DCNv2 (Wang et al. 2021), stacked: low-rank cross layers on flatten(X0), then a deep MLP."""
+
+    num_cross_layers: int = 3
+    rank: int = 64
+    deep_mlp: list[int] = field(default_factory=lambda: [512, 256])
+
+    def __post_init__(self) -> None:
+        _positive("model.dcnv2", num_cross_layers=self.num_cross_layers, rank=self.rank)
+        _widths("model.dcnv2", deep_mlp=self.deep_mlp)
+
+
+@dataclass
+class FinalMLPConfig:
+    """FinalMLP (Mao et al. 2023): two gated MLP streams fused by multi-head bilinear interaction."""
+
+    stream1_mlp: list[int] = field(default_factory=lambda: [512, 256])
+    stream2_mlp: list[int] = field(default_factory=lambda: [512, 256])
+    gate_hidden: int = 256
+    num_heads: int = 16
+
+    def __post_init__(self) -> None:
+        _positive("model.finalmlp", gate_hidden=self.gate_hidden, num_heads=self.num_heads)
+        _widths("model.finalmlp", stream1_mlp=self.stream1_mlp, stream2_mlp=self.stream2_mlp)
+        if not self.stream1_mlp or not self.stream2_mlp:
+            raise ValueError("model.finalmlp.stream1_mlp and stream2_mlp need at least one layer")
+        for name, widths in (("stream1_mlp", self.stream1_mlp), ("stream2_mlp", self.stream2_mlp)):
+            if widths[-1] % self.num_heads:
+                raise ValueError(
+                    f"model.finalmlp.{name}[-1] ({widths[-1]}) must be divisible by num_heads ({self.num_heads})"
+                )
+
+
+@dataclass
+class ModelConfig:
+    """The model: shared embedding settings, Wukong's own hyper-parameters, one section per baseline.
+
+    Wukong is the project's model, so its settings sit at this level (``model.num_layers``); the
+    baselines reuse the embedding layer and keep their own settings in ``model.<name>``.
+    """
+
+    name: str = "wukong"
+    # Embedding layer (shared by every model): d, and the dense-feature MLP to num_dense_embeddings x d.
+    embedding_dim: int = 128
+    dense_mlp: list[int] = field(default_factory=lambda: [256])
+    num_dense_embeddings: int = 1
+    # Wukong interaction stack (paper, section 3.3-3.6).
+    num_layers: int = 3
+    num_fmb_embeddings: int = 16  # nF: rows produced by each layer's FMB
+    num_lcb_embeddings: int = 16  # nL: rows produced by each layer's LCB
+    fm_rank: int = 16  # k: columns of the FM projection Y
+    fmb_mlp: list[int] = field(default_factory=lambda: [512])  # hidden widths of the FMB MLP
+    fm_projection: str = "attentive"  # "static" (learned Y) or "attentive" (Y computed from X)
+    attention_rank: int = 8  # rows of the linear compression that feeds the attentive-Y MLP
+    attention_mlp: list[int] = field(default_factory=lambda: [128])  # hidden widths of the attentive-Y MLP
+    head_mlp: list[int] = field(default_factory=lambda: [512, 256])  # final MLP over flatten(X_l) -> logit
+    dlrm: DLRMConfig = field(default_factory=DLRMConfig)
+    dcnv2: DCNv2Config = field(default_factory=DCNv2Config)
+    finalmlp: FinalMLPConfig = field(default_factory=FinalMLPConfig)
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise ValueError(f"model.name {self.name!r} is not a model; choose one of: {', '.join(MODEL_NAMES)}")
+        if self.fm_projection not in FM_PROJECTIONS:
+            raise ValueError(f"model.fm_projection must be one of {', '.join(FM_PROJECTIONS)}, got {self.fm_projection!r}")
+        _positive(
+            "model",
+            embedding_dim=self.embedding_dim,
+            num_dense_embeddings=self.num_dense_embeddings,
+            num_layers=self.num_layers,
+            num_fmb_embeddings=self.num_fmb_embeddings,
+            num_lcb_embeddings=self.num_lcb_embeddings,
+            fm_rank=self.fm_rank,
+            attention_rank=self.attention_rank,
+        )
+        _widths(
+            "model",
+            dense_mlp=self.dense_mlp,
+            fmb_mlp=self.fmb_mlp,
+            attention_mlp=self.attention_mlp,
+            head_mlp=self.head_mlp,
+        )
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from. Until a dataset is given, a Criteo-shaped synthetic schema is used."""
+
+    dataset: str = ""  # URI of a prepared dataset (its manifest's schema wins over the fields below)
+    num_dense: int = 13
+    num_sparse: int = 26
+    cardinality: int = 100_000
+    num_multi_hot: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("data", cardinality=self.cardinality)
+        if self.num_dense < 0 or self.num_sparse < 0:
+            raise ValueError("data.num_dense and data.num_sparse must be >= 0")
+
+    def synthetic_schema(self) -> FeatureSchema:
+        return FeatureSchema.synthetic(self.num_dense, self.num_sparse, self.cardinality, self.num_multi_hot)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (paper, appendix A): Adam for dense parameters, row-wise Adagrad for embeddings."""
+
+    batch_size: int = 512
+    epochs: int = 1
+    learning_rate: float = 1e-3
+    embedding_learning_rate: float = 0.05
+    warmup_steps: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("train", batch_size=self.batch_size, epochs=self.epochs, learning_rate=self.learning_rate)
+        _positive("train", embedding_learning_rate=self.embedding_learning_rate)
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
+@dataclass
+class Config:
+    """A whole run: model, data and training settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def valid_keys(path: str, root: type = Config) -> list[str]:
+    """The keys that may follow ``path`` ("" for the top level, "model", "model.dlrm", ...)."""
+    node: Any = root
+    for part in filter(None, path.split(".")):
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields or not dataclasses.is_dataclass(fields[part].default_factory):  # type: ignore[arg-type]
+            break
+        node = fields[part].default_factory  # type: ignore[assignment]
+    return [f.name for f in dataclasses.fields(node)]
+
+
+def _explain(error: OmegaConfBaseException, source: str) -> ConfigError:
+    full_key = str(getattr(error, "full_key", "") or "")
+    parent = full_key.rpartition(".")[0]
+    message = str(error).splitlines()[0]
+    if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
+        where = f"under '{parent}'" if parent else "at the top level"
+        return ConfigError(
+            f"{source}: unknown key '{full_key}'; valid keys {where}: {', '.join(valid_keys(parent))}"
+        )
+    return ConfigError(f"{source}: {full_key or 'value'}: {message}")
+
+
+def resolve_preset(preset: str | Path) -> Path:
+    """A preset name (``tiny``) resolves to ``configs/tiny.yaml``; anything else is a path to a YAML file."""
+    path = Path(preset)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PRESETS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")) if PRESETS_DIR.is_dir() else []
+        raise ConfigError(
+            f"config preset {str(preset)!r} not found (looked for {path}); "
+            f"give a YAML path or one of: {', '.join(names) or '(no presets installed)'}"
+        )
+    return path
+
+
+def load_config(preset: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the preset (a name under ``configs/`` or a YAML path), then ``key=value`` overrides."""
+    merged = OmegaConf.structured(Config)
+    source = "defaults"
+    try:
+        if preset:
+            path = resolve_preset(preset)
+            source = str(path)
+            loaded = OmegaConf.load(path)
+            if not isinstance(loaded, type(merged)) and loaded is not None:
+                raise ConfigError(f"{path}: a config file must hold a mapping of sections, not a list")
+            merged = OmegaConf.merge(merged, loaded or {})
+        for override in overrides:
+            source = f"--set {override}"
+            if "=" not in override:
+                raise ConfigError(f"{source}: expected KEY=VALUE, e.g. model.num_layers=4")
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+        source = "invalid configuration"
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as error:
+        raise _explain(error, source) from None
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(config_to_yaml(cfg))

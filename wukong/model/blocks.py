@@ -1,0 +1,183 @@
+"""The two blocks of a Wukong layer (paper, sections 3.3-3.4) and the FM projections they use.
+
+All blocks take and return embedding matrices ``X ∈ R^{B×n×d}`` (batch, rows, embedding dim) and
+import nothing from TorchRec, so they run wherever torch runs.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from wukong.model.flops import FlopCount, count_flops, matmul_flops
+from wukong.model.mlp import MLP
+
+
+class LinearCompressionBlock(nn.Module):
+    r"""Linear Compression Block (LCB): recombines the n embeddings into m new ones.
+
+    .. math::
+        \mathrm{LCB}(X) = W X,\qquad W \in \mathbb{R}^{m\times n},\ X \in \mathbb{R}^{n\times d}
+
+    Each output row is a learned linear combination of input rows, so LCB keeps the interaction
+    order of its input (it carries lower-order interactions up the stack).
+
+    Args:
+        num_inputs: n, rows of the input.
+        num_outputs: m, rows of the output.
+
+    Shapes:
+        ``(B, n, d) → (B, m, d)``
+
+    Example::
+
+        lcb = LinearCompressionBlock(num_inputs=30, num_outputs=8)
+        lcb(torch.randn(4, 30, 16)).shape  # torch.Size([4, 8, 16])
+    """
+
+    def __init__(self, num_inputs: int, num_outputs: int) -> None:
+        super().__init__()
+        self.num_inputs = num_inputs
+        self.num_outputs = num_outputs
+        self.weight = nn.Parameter(torch.empty(num_outputs, num_inputs))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.weight, x)
+
+    def flops_for_dim(self, dim: int) -> FlopCount:
+        """``2·m·n·d`` per example."""
+        return FlopCount(matmul_flops(self.num_outputs, self.num_inputs, dim))
+
+
+class StaticProjection(nn.Module):
+    r"""A learned FM projection ``Y ∈ R^{n×k}`` shared by every example.
+
+    Shapes:
+        ``(B, n, d) → (n, k)`` (broadcast over the batch)
+    """
+
+    def __init__(self, num_inputs: int, rank: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_inputs, rank))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight
+
+    def flops_for_dim(self, dim: int) -> FlopCount:
+        return FlopCount(0)
+
+
+class AttentiveProjection(nn.Module):
+    r"""An FM projection computed per example from the input ("attentive" Y, paper section 3.4).
+
+    .. math::
+        Y(X) = \mathrm{reshape}_{n\times k}\big(\mathrm{MLP}(\mathrm{flatten}(W_c X))\big),
+        \qquad W_c \in \mathbb{R}^{c\times n}
+
+    The input is first linearly compressed to ``c`` rows (an LCB), then a small MLP maps the
+    flattened ``c·d`` values to the ``n·k`` entries of Y. Unlike a static Y, which rows of
+    ``X Xᵀ`` are summarised (and with which weights) then depends on the example.
+
+    Args:
+        num_inputs: n.
+        dim: d.
+        rank: k, columns of Y.
+        compressed_rows: c, rows kept by the compression.
+        hidden: hidden widths of the MLP.
+
+    Shapes:
+        ``(B, n, d) → (B, n, k)``
+
+    Example::
+
+        proj = AttentiveProjection(num_inputs=10, dim=16, rank=4, compressed_rows=2, hidden=[32])
+        proj(torch.randn(8, 10, 16)).shape  # torch.Size([8, 10, 4])
+    """
+
+    def __init__(self, num_inputs: int, dim: int, rank: int, compressed_rows: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.num_inputs = num_inputs
+        self.rank = rank
+        self.compress = LinearCompressionBlock(num_inputs, compressed_rows)
+        self.mlp = MLP(compressed_rows * dim, hidden, out_features=num_inputs * rank)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.compress(x).flatten(1)
+        return self.mlp(z).view(-1, self.num_inputs, self.rank)
+
+    def flops_for_dim(self, dim: int) -> FlopCount:
+        """``2·c·n·d`` (compression) + the MLP's ``Σ 2·in·out``."""
+        return self.compress.flops_for_dim(dim) + count_flops(self.mlp)
+
+
+class FactorizationMachineBlock(nn.Module):
+    r"""Factorization Machine Block (FMB): second-order interactions of the n embeddings, compressed.
+
+    .. math::
+        \mathrm{FM}(X) = X\,(X^\top Y) \in \mathbb{R}^{n\times k}
+        \qquad
+        \mathrm{FMB}(X) = \mathrm{reshape}_{n_F\times d}\Big(\mathrm{MLP}\big(
+            \mathrm{LN}(\mathrm{flatten}(\mathrm{FM}(X)))\big)\Big)
+
+    ``X (Xᵀ Y)`` equals ``(X Xᵀ) Y`` (all pairwise dot products projected to rank k) at
+    ``O(n·d·k)`` instead of ``O(n²·d)`` cost. Stacking layers raises the interaction order: layer i
+    captures interactions of order up to ``2^i``.
+
+    Args:
+        num_inputs: n, rows of the input.
+        dim: d, the embedding dimension.
+        num_outputs: nF, rows of the output.
+        rank: k, columns of the projection Y.
+        hidden: hidden widths of the MLP (ReLU), which ends in a linear map to ``nF·d``.
+        projection: ``"static"`` (learned Y) or ``"attentive"`` (Y computed from X).
+        attention_rank: rows c of the compression feeding the attentive projection.
+        attention_hidden: hidden widths of the attentive projection's MLP.
+
+    Shapes:
+        ``(B, n, d) → (B, nF, d)``
+
+    Example::
+
+        fmb = FactorizationMachineBlock(num_inputs=30, dim=16, num_outputs=8, rank=4, hidden=[64])
+        fmb(torch.randn(4, 30, 16)).shape  # torch.Size([4, 8, 16])
+    """
+
+    def __init__(
+        self,
+        num_inputs: int,
+        dim: int,
+        num_outputs: int,
+        rank: int,
+        hidden: Sequence[int],
+        projection: str = "static",
+        attention_rank: int = 8,
+        attention_hidden: Sequence[int] = (128,),
+    ) -> None:
+        super().__init__()
+        self.num_inputs, self.dim, self.num_outputs, self.rank = num_inputs, dim, num_outputs, rank
+        if projection == "static":
+            self.projection: nn.Module = StaticProjection(num_inputs, rank)
+        elif projection == "attentive":
+            self.projection = AttentiveProjection(num_inputs, dim, rank, attention_rank, attention_hidden)
+        else:
+            raise ValueError(f"projection must be 'static' or 'attentive', got {projection!r}")
+        self.norm = nn.LayerNorm(num_inputs * rank)
+        self.mlp = MLP(num_inputs * rank, hidden, out_features=num_outputs * dim)
+
+    def interactions(self, x: torch.Tensor) -> torch.Tensor:
+        """``FM(X) = X (Xᵀ Y)``: ``(B, n, d) → (B, n, k)``."""
+        y = self.projection(x)
+        return torch.matmul(x, torch.matmul(x.transpose(1, 2), y))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fm = self.interactions(x).flatten(1)
+        return self.mlp(self.norm(fm)).view(-1, self.num_outputs, self.dim)
+
+    def flops(self) -> FlopCount:
+        """``4·n·d·k`` (``Xᵀ Y`` then ``X (·)``) + projection + MLP."""
+        fm = 2 * matmul_flops(self.num_inputs, self.dim, self.rank)
+        return FlopCount(fm) + self.projection.flops_for_dim(self.dim) + count_flops(self.mlp)

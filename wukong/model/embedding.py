@@ -1,0 +1,102 @@
+"""The feature embedding layer shared by every model: TorchRec tables for sparse features, an MLP for dense.
+
+This is the only model module that imports TorchRec; the interaction archs work on its output.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from wukong.model.flops import FlopCount, count_flops
+from wukong.model.mlp import MLP
+from wukong.schema import FeatureSchema
+
+
+def table_name(feature: str) -> str:
+    """The embedding table of a sparse feature (one table per feature)."""
+    return f"t_{feature}"
+
+
+class FeatureEmbedding(nn.Module):
+    r"""Maps one example's features to the embedding matrix ``X0 ∈ R^{n×d}``.
+
+    .. math::
+        X_0 = \mathrm{concat}\big(\mathrm{reshape}_{m\times d}(\mathrm{MLP}(x_{\text{dense}})),\
+              [\textstyle\sum_{j \in s_f} E_f[j]]_{f \in \text{sparse}}\big)
+
+    Each sparse feature f has its own table ``E_f`` (``cardinality × d``) in a TorchRec
+    :class:`EmbeddingBagCollection`; a multi-hot feature's ids are sum-pooled. The dense features go
+    through an MLP to ``m = num_dense_embeddings`` rows. Pooled embeddings are read **by feature
+    key**, never by position, so the row order of X0 is the schema's whatever the sharding plan.
+
+    Args:
+        schema: the features.
+        dim: d.
+        dense_hidden: hidden widths of the dense MLP (it ends in a linear map to ``m·d``).
+        num_dense_embeddings: m (ignored when the schema has no dense feature).
+        device: where to allocate the tables (``"meta"`` to shard later with TorchRec).
+
+    Shapes:
+        ``dense (B, num_dense)``, ``sparse`` KJT with the schema's keys ``→ (B, n, d)`` with
+        ``n = m + num_sparse``.
+
+    Example::
+
+        emb = FeatureEmbedding(schema, dim=16, dense_hidden=[32], num_dense_embeddings=1)
+        emb(dense, kjt).shape  # torch.Size([B, 1 + len(schema.sparse), 16])
+    """
+
+    def __init__(
+        self,
+        schema: FeatureSchema,
+        dim: int,
+        dense_hidden: Sequence[int],
+        num_dense_embeddings: int = 1,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.sparse_keys = schema.sparse_names
+        self.num_dense_embeddings = num_dense_embeddings if schema.dense else 0
+        self.num_features = schema.num_features(num_dense_embeddings)
+        self.dense_arch = (
+            MLP(len(schema.dense), dense_hidden, out_features=self.num_dense_embeddings * dim) if schema.dense else None
+        )
+        self.ebc = (
+            EmbeddingBagCollection(
+                tables=[
+                    EmbeddingBagConfig(
+                        name=table_name(f.name),
+                        embedding_dim=dim,
+                        num_embeddings=f.cardinality,
+                        feature_names=[f.name],
+                        pooling=PoolingType.SUM,
+                    )
+                    for f in schema.sparse
+                ],
+                device=torch.device(device) if device is not None else None,
+            )
+            if schema.sparse
+            else None
+        )
+
+    def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor | None) -> torch.Tensor:
+        rows: list[torch.Tensor] = []
+        if self.dense_arch is not None:
+            rows.append(self.dense_arch(dense).view(-1, self.num_dense_embeddings, self.dim))
+        if self.ebc is not None:
+            if sparse is None:
+                raise ValueError(f"sparse features {self.sparse_keys} are required")
+            pooled = self.ebc(sparse).to_dict()
+            rows.append(torch.stack([pooled[key] for key in self.sparse_keys], dim=1))
+        return torch.cat(rows, dim=1)
+
+    def flops(self) -> FlopCount:
+        """The dense MLP; look-ups and pooling are not matrix products."""
+        return count_flops(self.dense_arch) if self.dense_arch is not None else FlopCount(0)
