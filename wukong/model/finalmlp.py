@@ -26,7 +26,9 @@ class FeatureGate(nn.Module):
 
     def __init__(self, in_features: int, context_dim: int, hidden: int) -> None:
         super().__init__()
-        self.context = nn.Parameter(torch.zeros(1, context_dim))
+        # FinalMLP starts the context at zero; a random start lets the gate MLP's first layer learn
+        # from step one (a zero input gives its weights a zero gradient).
+        self.context = nn.Parameter(torch.randn(1, context_dim))
         self.mlp = MLP(context_dim, [hidden], out_features=in_features)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Datasets: sources, preprocessing, shards and the batches the models consume."""
