@@ -9,7 +9,6 @@ from wukong.config import Config, load_config
 from wukong.schema import FeatureSchema
 
 
-
 @pytest.fixture
 def tiny() -> Config:
     return load_config("tiny")

@@ -81,7 +81,7 @@ def test_invalid_values_are_explained(override: str, expected: str) -> None:
 
 
 def test_missing_preset_lists_the_available_ones() -> None:
-    with pytest.raises(ConfigError, match="preset 'nope' not found.*one of: .*tiny"):
+    with pytest.raises(ConfigError, match=r"preset 'nope' not found.*one of: .*tiny"):
         load_config("nope")
 
 

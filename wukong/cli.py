@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from wukong import __version__
-from wukong.config import MODEL_NAMES, ConfigError, Config, config_to_yaml, load_config
+from wukong.config import MODEL_NAMES, Config, ConfigError, config_to_yaml, load_config
 
 USAGE_ERROR = 2
 
@@ -62,8 +62,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
         f"preset {args.config}: {len(schema.dense)} dense + {len(schema.sparse)} sparse features, "
         f"d={cfg.model.embedding_dim}, Wukong {cfg.model.num_layers} layers ({cfg.model.fm_projection} Y)"
     )
-    print(tabulate(rows, headers=["model", "embedding params", "dense params", "total params", "MFLOP/example"],
-                   colalign=("left", "right", "right", "right", "right"), disable_numparse=True))
+    print(
+        tabulate(
+            rows,
+            headers=["model", "embedding params", "dense params", "total params", "MFLOP/example"],
+            colalign=("left", "right", "right", "right", "right"),
+            disable_numparse=True,
+        )
+    )
     return 0
 
 

@@ -20,9 +20,10 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -125,7 +126,9 @@ class ModelConfig:
         if self.name not in MODEL_NAMES:
             raise ValueError(f"model.name {self.name!r} is not a model; choose one of: {', '.join(MODEL_NAMES)}")
         if self.fm_projection not in FM_PROJECTIONS:
-            raise ValueError(f"model.fm_projection must be one of {', '.join(FM_PROJECTIONS)}, got {self.fm_projection!r}")
+            raise ValueError(
+                f"model.fm_projection must be one of {', '.join(FM_PROJECTIONS)}, got {self.fm_projection!r}"
+            )
         _positive(
             "model",
             embedding_dim=self.embedding_dim,
@@ -208,9 +211,7 @@ def _explain(error: OmegaConfBaseException, source: str) -> ConfigError:
     message = str(error).splitlines()[0]
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
         where = f"under '{parent}'" if parent else "at the top level"
-        return ConfigError(
-            f"{source}: unknown key '{full_key}'; valid keys {where}: {', '.join(valid_keys(parent))}"
-        )
+        return ConfigError(f"{source}: unknown key '{full_key}'; valid keys {where}: {', '.join(valid_keys(parent))}")
     return ConfigError(f"{source}: {full_key or 'value'}: {message}")
 
 

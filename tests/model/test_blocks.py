@@ -78,8 +78,9 @@ def test_layer_uses_identity_residual_when_shapes_match() -> None:
 
 
 def test_stack_widths_follow_the_layers() -> None:
-    arch = WukongArch(num_features=13, dim=4, num_layers=3, num_fmb=2, num_lcb=3, rank=2, fmb_hidden=[8],
-                      head_hidden=[8])
+    arch = WukongArch(
+        num_features=13, dim=4, num_layers=3, num_fmb=2, num_lcb=3, rank=2, fmb_hidden=[8], head_hidden=[8]
+    )
     assert [layer.fmb.num_inputs for layer in arch.layers] == [13, 5, 5]
     assert arch.head.in_features == 5 * 4
 

@@ -6,7 +6,7 @@ import nothing from TorchRec, so they run wherever torch runs.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ the TorchRec embedding layer and so imports TorchRec when called.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -84,5 +84,3 @@ class DCNv2Arch(nn.Module):
 
     def flops(self) -> FlopCount:
         return count_flops(self.cross) + count_flops(self.deep)
-
-

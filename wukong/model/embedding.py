@@ -5,7 +5,7 @@ This is the only model module that imports TorchRec; the interaction archs work 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -59,7 +59,7 @@ class BilinearFusion(nn.Module):
         self.w3 = nn.Parameter(torch.empty(num_heads, self.head1, self.head2))
         self.bias = nn.Parameter(torch.zeros(1))
         for weight in (self.w1, self.w2):
-            nn.init.uniform_(weight, -self.head1**-0.5, self.head1**-0.5)
+            nn.init.uniform_(weight, -(self.head1**-0.5), self.head1**-0.5)
         nn.init.xavier_uniform_(self.w3)
 
     def forward(self, o1: torch.Tensor, o2: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from wukong.config import MODEL_NAMES, ModelConfig
 from wukong.model.build import build_model
