@@ -45,7 +45,7 @@ class LinearCompressionBlock(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(self.weight, x)
+        return torch.einsum("oi,bid->bod", self.weight, x)
 
     def flops_for_dim(self, dim: int) -> FlopCount:
         """``2·m·n·d`` per example."""
