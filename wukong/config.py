@@ -114,7 +114,7 @@ class ModelConfig:
     num_lcb_embeddings: int = 16  # nL: rows produced by each layer's LCB
     fm_rank: int = 16  # k: columns of the FM projection Y
     fmb_mlp: list[int] = field(default_factory=lambda: [512])  # hidden widths of the FMB MLP
-    fm_projection: str = "attentive"  # "static" (learned Y) or "attentive" (Y computed from X)
+    fm_projection: str = "static"  # "static" (learned Y) or "attentive" (Y computed from X, paper 3.4)
     attention_rank: int = 8  # rows of the linear compression that feeds the attentive-Y MLP
     attention_mlp: list[int] = field(default_factory=lambda: [128])  # hidden widths of the attentive-Y MLP
     head_mlp: list[int] = field(default_factory=lambda: [512, 256])  # final MLP over flatten(X_l) -> logit
