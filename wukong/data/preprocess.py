@@ -1,0 +1,211 @@
+"""Turning raw columns into model inputs: categorical ids, dense transforms, splits, statistics.
+
+Everything here is fitted on the training split only and applied to every split, chunk by chunk, so
+memory stays bounded by the chunk size and the vocabularies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
+OOV_ID = 0
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """A bijective 64-bit mix (SplitMix64's finaliser): ids → well-spread pseudo-random words."""
+    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def uniform_from_ids(row_ids: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded uniform [0, 1) number per row id, independent of how rows are chunked."""
+    words = splitmix64(row_ids.astype(np.uint64) ^ splitmix64(np.array([seed], dtype=np.uint64)))
+    return (words >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+@dataclass(frozen=True)
+class RatioSplit:
+    """Rows go to train/valid/test with the given probabilities, by a seeded hash of their row id."""
+
+    train: float = 0.8
+    valid: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.train, self.valid, self.test) < 0 or not math.isclose(self.train + self.valid + self.test, 1):
+            raise ValueError(f"split ratios must be >= 0 and sum to 1, got {self.train}, {self.valid}, {self.test}")
+
+    def assign(self, row_ids: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+        u = uniform_from_ids(row_ids, self.seed)
+        return (u >= self.train).astype(np.int8) + (u >= self.train + self.valid).astype(np.int8)
+
+    def describe(self) -> dict:
+        return {"by": "ratio", "train": self.train, "valid": self.valid, "test": self.test, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """The oldest rows train, the newest test: ``time < valid_start`` → train, ``≥ test_start`` → test."""
+
+    valid_start: float
+    test_start: float
+
+    def assign(self, row_ids: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+        if times is None:
+            raise ValueError("a time split needs a time column")
+        return (times >= self.valid_start).astype(np.int8) + (times >= self.test_start).astype(np.int8)
+
+    def describe(self) -> dict:
+        return {"by": "time", "valid_start": self.valid_start, "test_start": self.test_start}
+
+
+def transform_dense(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    r"""``log(1 + max(x, 0))`` as float32; a missing value becomes 0 (the transform of 0)."""
+    x = pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy()
+    return np.log1p(np.maximum(x, 0.0)).astype(np.float32)
+
+
+@dataclass
+class DenseStats:
+    """Streaming count, mean, std, min, max of one transformed dense feature."""
+
+    count: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+    low: float = math.inf
+    high: float = -math.inf
+
+    def update(self, x: np.ndarray) -> None:
+        if x.size:
+            self.count += x.size
+            self.total += float(x.sum(dtype=np.float64))
+            self.total_sq += float(np.square(x, dtype=np.float64).sum())
+            self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
+
+    def to_dict(self) -> dict:
+        mean = self.total / self.count if self.count else 0.0
+        var = max(self.total_sq / self.count - mean * mean, 0.0) if self.count else 0.0
+        return {"count": self.count, "mean": mean, "std": math.sqrt(var), "min": self.low, "max": self.high}
+
+
+def _flat(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return pc.list_flatten(values) if pa.types.is_list(values.type) or pa.types.is_large_list(values.type) else values
+
+
+def _relist(template: pa.Array | pa.ChunkedArray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, ids) of a list column whose flattened values were encoded to ``ids``."""
+    if isinstance(template, pa.ChunkedArray):
+        template = template.combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(template), 0).to_numpy()
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets, ids
+
+
+@dataclass
+class FrequencyVocabulary:
+    """Ids by descending training frequency: values seen at least ``min_count`` times get ``1..V``
+    (ties broken by value), everything else the out-of-vocabulary id 0. Cardinality ``V + 1``.
+    """
+
+    min_count: int = 1
+    max_size: int | None = None
+    _counts: list[pa.Table] = field(default_factory=list)
+    values: pa.Array | None = None
+    counts: np.ndarray | None = None
+
+    def fit(self, column: pa.Array | pa.ChunkedArray) -> None:
+        flat = _flat(column).drop_null()
+        counted = pc.value_counts(flat)
+        self._counts.append(pa.table({"value": counted.field("values"), "count": counted.field("counts")}))
+        if len(self._counts) >= 16:
+            self._counts = [self._merged()]
+
+    def _merged(self) -> pa.Table:
+        table = pa.concat_tables(self._counts)
+        return table.group_by("value").aggregate([("count", "sum")]).rename_columns(["value", "count"])
+
+    def finish(self) -> None:
+        if not self._counts:
+            self.values, self.counts = pa.array([], pa.string()), np.zeros(0, dtype=np.int64)
+            return
+        table = self._merged().filter(pc.field("count") >= self.min_count)
+        table = table.sort_by([("count", "descending"), ("value", "ascending")])
+        if self.max_size is not None:
+            table = table.slice(0, self.max_size)
+        self.values, self.counts = table.column("value").combine_chunks(), table.column("count").to_numpy()
+        self._counts = []
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.values) + 1
+
+    def encode_flat(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        flat = _flat(column)
+        index = pc.index_in(flat, value_set=self.values.cast(flat.type))
+        return (pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
+
+    def encode(self, column: pa.Array | pa.ChunkedArray, multi_hot: bool):
+        ids = self.encode_flat(column)
+        return _relist(column, ids) if multi_hot else ids
+
+    def describe(self) -> dict:
+        return {"mode": "frequency", "min_count": self.min_count, "max_size": self.max_size, "oov_id": OOV_ID}
+
+
+@dataclass
+class HashEncoder:
+    """``id = hash(value) mod size``: no vocabulary, fixed table size, collisions allowed."""
+
+    size: int
+    salt: int = 0
+
+    def fit(self, column: pa.Array | pa.ChunkedArray) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    @property
+    def cardinality(self) -> int:
+        return self.size
+
+    def encode_flat(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        flat = _flat(column)
+        if pa.types.is_integer(flat.type):
+            words = splitmix64(pc.fill_null(flat, 0).to_numpy().astype(np.uint64) ^ np.uint64(self.salt))
+            return (words % np.uint64(self.size)).astype(np.int32)
+        encoded = pc.dictionary_encode(flat)
+        dictionary = encoded.dictionary.to_pylist()
+        hashed = np.array(
+            [int.from_bytes(hashlib.blake2b(_as_bytes(v), digest_size=8).digest(), "little") for v in dictionary],
+            dtype=np.uint64,
+        )
+        codes = (hashed % np.uint64(self.size)).astype(np.int32)
+        return codes[pc.fill_null(encoded.indices, 0).to_numpy()] if len(codes) else np.zeros(len(flat), np.int32)
+
+    def encode(self, column: pa.Array | pa.ChunkedArray, multi_hot: bool):
+        ids = self.encode_flat(column)
+        return _relist(column, ids) if multi_hot else ids
+
+    def describe(self) -> dict:
+        return {"mode": "hash", "size": self.size}
+
+
+def _as_bytes(value) -> bytes:
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else str(value).encode()

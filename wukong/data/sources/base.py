@@ -1,0 +1,56 @@
+"""What every source yields: chunks of raw, validated columns plus the rows it rejected."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """The raw columns a source provides: a label, dense and sparse features, maybe a time column."""
+
+    label: str
+    dense: tuple[str, ...]
+    sparse: tuple[tuple[str, bool], ...]  # (name, multi_hot)
+    time: str | None = None
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row that was skipped: why, and its text (shortened) for the rejects file."""
+
+    reason: str
+    text: str
+
+
+@dataclass
+class RawChunk:
+    """Valid rows with the spec's columns (label numeric, dense numeric or null, sparse any scalar or
+    list type, time int64), and the rows of the same stretch of input that were rejected."""
+
+    table: pa.Table
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class Source(ABC):
+    """A re-iterable stream of raw rows: :meth:`chunks` yields the same rows in the same order each time."""
+
+    name: str
+    spec: SourceSpec
+
+    @abstractmethod
+    def chunks(self) -> Iterator[RawChunk]: ...
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What to record in the manifest about where the rows came from."""
+
+    @property
+    def total_rows(self) -> int | None:
+        """Rows the source will yield, if known in advance (for progress bars)."""
+        return None
