@@ -18,11 +18,13 @@ class Batch:
         dense: ``(B, num_dense)`` float features.
         sparse: ids of every sparse feature, keyed by feature name (``KeyedJaggedTensor``).
         labels: ``(B,)`` float in ``{0, 1}``.
+        row_ids: ``(B,)`` int64 ids of the rows in their dataset (None for generated batches).
     """
 
     dense: torch.Tensor
     sparse: KeyedJaggedTensor
     labels: torch.Tensor
+    row_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.labels.numel()
@@ -32,6 +34,7 @@ class Batch:
             self.dense.to(device, non_blocking=non_blocking),
             self.sparse.to(device, non_blocking=non_blocking),
             self.labels.to(device, non_blocking=non_blocking),
+            self.row_ids,
         )
 
 

@@ -41,8 +41,10 @@ class _OpenShard:
         data = block.to_ipc()
         info = tarfile.TarInfo(f"{len(self.blocks):06d}.arrow")
         info.size = len(data)
+        header = info.tobuf(self.tar.format, self.tar.encoding, self.tar.errors)
+        data_offset = self.tar.offset + len(header)
         self.tar.addfile(info, io.BytesIO(data))
-        self.blocks.append(BlockInfo(info.offset_data, len(data), len(block)))
+        self.blocks.append(BlockInfo(data_offset, len(data), len(block)))
         self.rows += len(block)
 
     def close(self) -> ShardInfo:

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from wukong.data.sources.base import RawChunk, Source, SourceSpec
-from wukong.data.sources.text import OPTIONAL_INT, read_delimited, to_int, validate
+from wukong.data.sources.text import OPTIONAL_INT, open_text, read_delimited, to_int, validate
 
 NUM_DENSE, NUM_SPARSE = 13, 26
 DENSE = tuple(f"int_{i}" for i in range(NUM_DENSE))
@@ -30,6 +30,7 @@ class CriteoSource(Source):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        open_text(self.path).close()  # missing, a folder or unreadable gzip: fail before any work
 
     def chunks(self) -> Iterator[RawChunk]:
         for batch, skipped in read_delimited(self.path, ("label", *DENSE, *SPARSE), "\t", header=False):

@@ -1,0 +1,69 @@
+"""The ``wukong`` command: one subcommand per pipeline step.
+
+Usage errors (bad arguments, bad configuration, bad input data, unreachable storage) print one line
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from wukong import __version__
+from wukong.cli import data, models
+from wukong.config import ConfigError
+from wukong.data.errors import DataError
+from wukong.io import StorageError
+
+USAGE_ERROR = 2
+
+# Subcommands whose capability lands with a later issue: (help, what brings it).
+PLANNED = {
+    "train": ("distributed training with TorchRec sharded embeddings", "distributed training"),
+    "evaluate": ("AUC / LogLoss / NE / calibration of a trained model", "evaluation"),
+    "registry": ("register, list and fetch trained models", "the model registry"),
+    "pipeline": ("compile, run or schedule the Kubeflow pipeline", "the Kubeflow pipeline"),
+}
+
+
+def _planned(name: str, capability: str):
+    def run(args: argparse.Namespace) -> int:
+        print(f"wukong {name}: not built yet ({capability} is a later milestone; see README, Roadmap)", file=sys.stderr)
+        return USAGE_ERROR
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wukong", description="Train Wukong recommendation models, locally or on Kubernetes."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    data.register(commands)
+    for name, (help_text, capability) in PLANNED.items():
+        planned = commands.add_parser(name, help=f"{help_text} [not built yet]", add_help=False)
+        planned.set_defaults(func=_planned(name, capability))
+    models.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command not in PLANNED:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, StorageError) as error:
+        command = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
+        print(f"wukong {command}: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; nothing was published", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

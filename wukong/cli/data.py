@@ -1,0 +1,98 @@
+"""``wukong data prepare`` and ``wukong data inspect``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TRAIN,VALID,TEST fractions like 0.8,0.1,0.1, got {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions TRAIN,VALID,TEST, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from wukong.data.inspect import summarize
+    from wukong.data.prepare import PrepareOptions, prepare
+    from wukong.data.sources import open_source
+
+    options = PrepareOptions(
+        shard_rows=args.shard_rows,
+        block_rows=args.block_rows,
+        split=args.split,
+        split_by=args.split_by,
+        seed=args.seed,
+        categorical=args.categorical,
+        min_count=args.min_count,
+        max_vocab=args.max_vocab,
+        hash_size=args.hash_size,
+        max_reject_ratio=args.max_reject_ratio,
+        overwrite=args.overwrite,
+    )
+    source = open_source(
+        args.source, args.input, spec=args.spec, rows=args.rows, seed=args.seed, cardinality=args.cardinality
+    )
+    total = 2 * source.total_rows if source.total_rows else None
+    with tqdm(total=total, unit=" rows", unit_scale=True, desc="prepare (fit, then write)", disable=args.quiet, delay=0.5) as bar:
+        manifest = prepare(source, args.output, options, progress=bar.update)
+    if not args.quiet:
+        print(summarize(manifest, args.output))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from wukong.data.inspect import summarize
+    from wukong.data.manifest import read_manifest
+    from wukong.io import open_storage
+
+    manifest = read_manifest(open_storage(args.uri))
+    print(manifest.to_json() if args.json else summarize(manifest, args.uri))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    from wukong.data.sources import SOURCE_NAMES
+
+    data = commands.add_parser("data", help="prepare and inspect datasets (WebDataset shards on object storage)")
+    actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    prepare = actions.add_parser(
+        "prepare", help="raw data -> preprocessed WebDataset shards + manifest at --output",
+        description="Read a source, fit vocabularies and statistics on the training split, write shards, "
+        "and publish manifest.json last (nothing half-written is ever visible).",
+    )
+    prepare.add_argument("--source", required=True, choices=SOURCE_NAMES)
+    prepare.add_argument("--input", type=Path, help="input file or folder (movielens without it downloads the data)")
+    prepare.add_argument("--output", required=True, metavar="URI", help="dataset folder, file:// or s3://bucket/prefix")
+    prepare.add_argument("--spec", type=Path, help="feature spec YAML (parquet source)")
+    prepare.add_argument("--rows", type=int, help="rows to generate (synthetic source; default 100000)")
+    prepare.add_argument("--cardinality", type=int, default=10_000, help="ids per feature (synthetic; %(default)s)")
+    prepare.add_argument("--seed", type=int, default=0, help="seed of the split and the generator (%(default)s)")
+    prepare.add_argument("--shard-rows", type=int, default=200_000, help="rows per shard (%(default)s)")
+    prepare.add_argument("--block-rows", type=int, default=8192, help="rows per tar member (%(default)s)")
+    prepare.add_argument("--split", type=_ratios, default=(0.8, 0.1, 0.1), metavar="T,V,T",
+                         help="train,valid,test fractions (0.8,0.1,0.1)")
+    prepare.add_argument("--split-by", choices=("ratio", "time"), default="ratio",
+                         help="random by seeded row hash, or oldest rows train / newest test (%(default)s)")
+    prepare.add_argument("--categorical", choices=("frequency", "hash"), default="frequency",
+                         help="ids from a training-split vocabulary, or by hashing (%(default)s)")
+    prepare.add_argument("--min-count", type=int, default=1, help="vocabulary: least training count (%(default)s)")
+    prepare.add_argument("--max-vocab", type=int, help="vocabulary: most ids per feature")
+    prepare.add_argument("--hash-size", type=int, default=1 << 20, help="hashing: table size (%(default)s)")
+    prepare.add_argument("--max-reject-ratio", type=float, default=0.001,
+                         help="fail (publishing nothing) above this share of malformed rows (%(default)s)")
+    prepare.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    prepare.set_defaults(func=_prepare)
+
+    inspect = actions.add_parser("inspect", help="print a dataset's manifest as a readable summary")
+    inspect.add_argument("uri", help="dataset folder, file:// or s3:// URI")
+    inspect.add_argument("--json", action="store_true", help="print the raw manifest")
+    inspect.set_defaults(func=_inspect)
