@@ -10,7 +10,9 @@ def _ratios(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected TRAIN,VALID,TEST fractions like 0.8,0.1,0.1, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected TRAIN,VALID,TEST fractions like 0.8,0.1,0.1, got {text!r}"
+        ) from None
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"expected three fractions TRAIN,VALID,TEST, got {text!r}")
     return parts  # type: ignore[return-value]
@@ -40,7 +42,9 @@ def _prepare(args: argparse.Namespace) -> int:
         args.source, args.input, spec=args.spec, rows=args.rows, seed=args.seed, cardinality=args.cardinality
     )
     total = 2 * source.total_rows if source.total_rows else None
-    with tqdm(total=total, unit=" rows", unit_scale=True, desc="prepare (fit, then write)", disable=args.quiet, delay=0.5) as bar:
+    with tqdm(
+        total=total, unit=" rows", unit_scale=True, desc="prepare (fit, then write)", disable=args.quiet, delay=0.5
+    ) as bar:
         manifest = prepare(source, args.output, options, progress=bar.update)
     if not args.quiet:
         print(summarize(manifest, args.output))
@@ -64,7 +68,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     prepare = actions.add_parser(
-        "prepare", help="raw data -> preprocessed WebDataset shards + manifest at --output",
+        "prepare",
+        help="raw data -> preprocessed WebDataset shards + manifest at --output",
         description="Read a source, fit vocabularies and statistics on the training split, write shards, "
         "and publish manifest.json last (nothing half-written is ever visible).",
     )
@@ -77,17 +82,34 @@ def register(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument("--seed", type=int, default=0, help="seed of the split and the generator (%(default)s)")
     prepare.add_argument("--shard-rows", type=int, default=200_000, help="rows per shard (%(default)s)")
     prepare.add_argument("--block-rows", type=int, default=8192, help="rows per tar member (%(default)s)")
-    prepare.add_argument("--split", type=_ratios, default=(0.8, 0.1, 0.1), metavar="T,V,T",
-                         help="train,valid,test fractions (0.8,0.1,0.1)")
-    prepare.add_argument("--split-by", choices=("ratio", "time"), default="ratio",
-                         help="random by seeded row hash, or oldest rows train / newest test (%(default)s)")
-    prepare.add_argument("--categorical", choices=("frequency", "hash"), default="frequency",
-                         help="ids from a training-split vocabulary, or by hashing (%(default)s)")
+    prepare.add_argument(
+        "--split",
+        type=_ratios,
+        default=(0.8, 0.1, 0.1),
+        metavar="T,V,T",
+        help="train,valid,test fractions (0.8,0.1,0.1)",
+    )
+    prepare.add_argument(
+        "--split-by",
+        choices=("ratio", "time"),
+        default="ratio",
+        help="random by seeded row hash, or oldest rows train / newest test (%(default)s)",
+    )
+    prepare.add_argument(
+        "--categorical",
+        choices=("frequency", "hash"),
+        default="frequency",
+        help="ids from a training-split vocabulary, or by hashing (%(default)s)",
+    )
     prepare.add_argument("--min-count", type=int, default=1, help="vocabulary: least training count (%(default)s)")
     prepare.add_argument("--max-vocab", type=int, help="vocabulary: most ids per feature")
     prepare.add_argument("--hash-size", type=int, default=1 << 20, help="hashing: table size (%(default)s)")
-    prepare.add_argument("--max-reject-ratio", type=float, default=0.001,
-                         help="fail (publishing nothing) above this share of malformed rows (%(default)s)")
+    prepare.add_argument(
+        "--max-reject-ratio",
+        type=float,
+        default=0.001,
+        help="fail (publishing nothing) above this share of malformed rows (%(default)s)",
+    )
     prepare.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     prepare.set_defaults(func=_prepare)

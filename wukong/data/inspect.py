@@ -22,15 +22,24 @@ def summarize(manifest: Manifest, uri: str) -> str:
         f"created   {manifest.created} by wukong {manifest.tool_version} (run {manifest.run_id})",
         f"source    {source.get('name')} {source.get('input', '')}".rstrip(),
         f"rows      {source.get('rows_read', 0):,} read, {source.get('rows_rejected', 0):,} rejected"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in source.get('rejects', {}).items())})" if source.get("rejects") else ""),
+        + (
+            f" ({', '.join(f'{k}: {v}' for k, v in source.get('rejects', {}).items())})"
+            if source.get("rejects")
+            else ""
+        ),
         f"split     {manifest.preprocessing.get('split')}",
         f"encoding  {manifest.preprocessing.get('categorical')}; dense {manifest.preprocessing.get('dense')}",
         "",
     ]
     label_mean = manifest.statistics.get("label_mean", {})
     rows = [
-        [name, f"{manifest.rows(name):,}", len(manifest.splits.get(name, [])), _size(manifest.bytes(name)),
-         f"{label_mean[name]:.4f}" if label_mean.get(name) is not None else "-"]
+        [
+            name,
+            f"{manifest.rows(name):,}",
+            len(manifest.splits.get(name, [])),
+            _size(manifest.bytes(name)),
+            f"{label_mean[name]:.4f}" if label_mean.get(name) is not None else "-",
+        ]
         for name in SPLITS
         if name in manifest.splits
     ]
@@ -39,11 +48,19 @@ def summarize(manifest: Manifest, uri: str) -> str:
     features = [["label", "label", "", ""]]
     dense_stats = manifest.statistics.get("dense", {})
     features += [
-        [name, "dense", "", f"mean {dense_stats[name]['mean']:.3f} std {dense_stats[name]['std']:.3f}" if name in dense_stats else ""]
+        [
+            name,
+            "dense",
+            "",
+            f"mean {dense_stats[name]['mean']:.3f} std {dense_stats[name]['std']:.3f}" if name in dense_stats else "",
+        ]
         for name in manifest.schema.dense
     ]
     features += [
-        [f.name, "sparse multi-hot" if f.multi_hot else "sparse", f"{f.cardinality:,}", ""] for f in manifest.schema.sparse
+        [f.name, "sparse multi-hot" if f.multi_hot else "sparse", f"{f.cardinality:,}", ""]
+        for f in manifest.schema.sparse
     ]
-    lines.append(tabulate(features, headers=["feature", "kind", "cardinality", "train statistics"], disable_numparse=True))
+    lines.append(
+        tabulate(features, headers=["feature", "kind", "cardinality", "train statistics"], disable_numparse=True)
+    )
     return "\n".join(lines)

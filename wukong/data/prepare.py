@@ -116,7 +116,9 @@ def _time_split(source: Source, options: PrepareOptions) -> TimeSplit:
         else:  # reservoir sampling, vectorised per chunk
             positions = rng.integers(0, seen + np.arange(1, len(times) + 1))
             keep = positions < TIME_SAMPLE
-            sample = sample if len(sample) == TIME_SAMPLE else np.concatenate([sample, times[: TIME_SAMPLE - len(sample)]])
+            sample = (
+                sample if len(sample) == TIME_SAMPLE else np.concatenate([sample, times[: TIME_SAMPLE - len(sample)]])
+            )
             sample[positions[keep]] = times[keep]
         seen += len(times)
     if not seen:
@@ -131,7 +133,11 @@ class _Encoder:
 
     def __init__(self, source: Source, options: PrepareOptions) -> None:
         self.spec = source.spec
-        self.splitter = _time_split(source, options) if options.split_by == "time" else RatioSplit(*options.split, seed=options.seed)
+        self.splitter = (
+            _time_split(source, options)
+            if options.split_by == "time"
+            else RatioSplit(*options.split, seed=options.seed)
+        )
         make = (
             (lambda: FrequencyVocabulary(options.min_count, options.max_vocab))
             if options.categorical == "frequency"
@@ -173,7 +179,11 @@ class _Encoder:
 
     def encode(self, table: pa.Table, row_ids: np.ndarray, layout: Layout) -> RowBlock:
         n = table.num_rows
-        dense = np.stack([transform_dense(table.column(c)) for c in self.spec.dense], axis=1) if self.spec.dense else np.zeros((n, 0), np.float32)
+        dense = (
+            np.stack([transform_dense(table.column(c)) for c in self.spec.dense], axis=1)
+            if self.spec.dense
+            else np.zeros((n, 0), np.float32)
+        )
         single = [self.encoders[name].encode(table.column(name), multi_hot=False) for name in layout.single]
         multi = {}
         for name in layout.multi:
@@ -191,13 +201,21 @@ class _Encoder:
         parts = []
         for name, encoder in self.encoders.items():
             if isinstance(encoder, FrequencyVocabulary) and len(encoder.values):
-                values = pc.cast(encoder.values, pa.string()) if not pa.types.is_binary(encoder.values.type) else encoder.values.cast(pa.string())
-                parts.append(pa.table({
-                    "feature": pa.array([name] * len(values)),
-                    "value": values,
-                    "id": pa.array(np.arange(1, len(values) + 1, dtype=np.int32)),
-                    "count": pa.array(encoder.counts),
-                }))
+                values = (
+                    pc.cast(encoder.values, pa.string())
+                    if not pa.types.is_binary(encoder.values.type)
+                    else encoder.values.cast(pa.string())
+                )
+                parts.append(
+                    pa.table(
+                        {
+                            "feature": pa.array([name] * len(values)),
+                            "value": values,
+                            "id": pa.array(np.arange(1, len(values) + 1, dtype=np.int32)),
+                            "count": pa.array(encoder.counts),
+                        }
+                    )
+                )
         return pa.concat_tables(parts) if parts else None
 
 
@@ -281,7 +299,12 @@ def prepare(
     manifest = Manifest(
         schema=encoder.schema(),
         splits={name: shards.get(name, []) for name in SPLITS},
-        source={**source.describe(), "rows_read": seen, "rows_rejected": rejects.total, "rejects": dict(rejects.counts)},
+        source={
+            **source.describe(),
+            "rows_read": seen,
+            "rows_rejected": rejects.total,
+            "rejects": dict(rejects.counts),
+        },
         preprocessing={
             "categorical": next(iter(encoder.encoders.values())).describe() if encoder.encoders else {},
             "dense": "log(1 + max(x, 0)); missing -> 0",

@@ -93,7 +93,9 @@ class _ShardSource:
                 block_start += block.rows
 
 
-def _batches(blocks: Iterator[RowBlock], sizes: tuple[int, ...], rng: np.random.Generator | None, buffer_rows: int) -> Iterator[RowBlock]:
+def _batches(
+    blocks: Iterator[RowBlock], sizes: tuple[int, ...], rng: np.random.Generator | None, buffer_rows: int
+) -> Iterator[RowBlock]:
     """Cut a stream of blocks into batches of ``sizes``; with ``rng``, shuffle through a row buffer.
 
     The buffer gathers at least ``buffer_rows`` rows (or all that remain), permutes them, hands out
@@ -212,10 +214,7 @@ class DatasetReader:
 
     def __iter__(self) -> Iterator[Batch]:
         stream = _EpochStream(self, self.epoch, self.position)
-        if self.num_workers:
-            batches = DataLoader(stream, batch_size=None, num_workers=self.num_workers)
-        else:
-            batches = stream
+        batches = DataLoader(stream, batch_size=None, num_workers=self.num_workers) if self.num_workers else stream
         for tensors in batches:
             self.position += 1
             yield to_batch(tensors, self.layout)

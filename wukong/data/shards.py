@@ -33,7 +33,7 @@ def _sha256(path: Path) -> str:
 class _OpenShard:
     def __init__(self, path: Path, key: str) -> None:
         self.path, self.key = path, key
-        self.tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)
+        self.tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115 (closed in close())
         self.rows = 0
         self.blocks: list[BlockInfo] = []
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from wukong.io.base import ObjectInfo, Storage, StorageError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

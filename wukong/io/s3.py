@@ -28,7 +28,9 @@ def _client():
         connect_timeout=float(os.environ.get("WUKONG_S3_CONNECT_TIMEOUT", "10")),
         read_timeout=60,
     )
-    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, config=config)
+    # A fresh session per storage: credentials and endpoint are read from the environment now, not cached.
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, config=config)
 
 
 class S3Storage(Storage):

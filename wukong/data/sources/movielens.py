@@ -68,7 +68,9 @@ def _movies(folder: Path) -> pa.Table:
     year = pc.if_else(pc.is_valid(match), match.field("year"), pa.scalar(None, pa.string()))
     tags = _tags(folder / "tags.csv")
     index = pc.index_in(movies.column("movieId"), value_set=tags.column("movieId"))
-    movie_tags = pc.if_else(pc.is_valid(index), pc.take(tags.column("tags"), index), pa.scalar([], pa.list_(pa.string())))
+    movie_tags = pc.if_else(
+        pc.is_valid(index), pc.take(tags.column("tags"), index), pa.scalar([], pa.list_(pa.string()))
+    )
     return pa.table(
         {
             "movieId": movies.column("movieId"),
@@ -84,7 +86,9 @@ def _tags(path: Path) -> pa.Table:
         return pa.table({"movieId": pa.array([], pa.int64()), "tags": pa.array([], pa.list_(pa.string()))})
     types = {"userId": pa.int64(), "movieId": pa.int64(), "tag": pa.string(), "timestamp": pa.int64()}
     tags = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
-    lowered = pa.table({"movieId": tags.column("movieId"), "tag": pc.utf8_lower(pc.utf8_trim_whitespace(tags.column("tag")))})
+    lowered = pa.table(
+        {"movieId": tags.column("movieId"), "tag": pc.utf8_lower(pc.utf8_trim_whitespace(tags.column("tag")))}
+    )
     return lowered.group_by("movieId").aggregate([("tag", "distinct")]).rename_columns(["movieId", "tags"])
 
 
@@ -108,7 +112,10 @@ class MovieLensSource(Source):
             row = pc.index_in(movie_id, value_set=self.movies.column("movieId"))
             known = pc.is_valid(row).to_numpy(zero_copy_only=False)
             if not known.all():
-                rejects += [Reject("unknown movie", f"movieId {m}") for m in pc.filter(movie_id, pc.invert(pc.is_valid(row))).to_pylist()]
+                rejects += [
+                    Reject("unknown movie", f"movieId {m}")
+                    for m in pc.filter(movie_id, pc.invert(pc.is_valid(row))).to_pylist()
+                ]
                 valid, movie_id, row = valid.filter(known), movie_id.filter(known), row.filter(known)
             yield RawChunk(self._features(valid, movie_id, row), skipped + rejects)
 

@@ -1,11 +1,11 @@
 """Any Parquet file or folder of files, described by a feature spec (YAML)::
 
-    label: clicked            # numeric; rows with a missing label are rejected
-    dense: [price, age]       # numeric columns; missing values become 0
-    sparse:                   # categorical columns of any scalar type...
-      - user_id
-      - {name: genres, multi_hot: true}   # ...or list columns for multi-hot features
-    time: event_time          # optional: enables --split-by time
+label: clicked            # numeric; rows with a missing label are rejected
+dense: [price, age]       # numeric columns; missing values become 0
+sparse:                   # categorical columns of any scalar type...
+  - user_id
+  - {name: genres, multi_hot: true}   # ...or list columns for multi-hot features
+time: event_time          # optional: enables --split-by time
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def load_feature_spec(path: Path) -> SourceSpec:
         else:
             raise DataError(f"{path}: sparse entries are a column name or {{name: ..., multi_hot: true}}, got {item!r}")
     return SourceSpec(
-        label=str(data["label"]), dense=tuple(map(str, data.get("dense") or ())), sparse=tuple(sparse),
+        label=str(data["label"]),
+        dense=tuple(map(str, data.get("dense") or ())),
+        sparse=tuple(sparse),
         time=data.get("time"),
     )
 
@@ -91,7 +93,9 @@ class ParquetSource(Source):
             is_list = pa.types.is_list(schema.field(name).type) or pa.types.is_large_list(schema.field(name).type)
             if multi_hot != is_list:
                 kind = "a list column" if multi_hot else "a scalar column"
-                raise DataError(f"{self.spec_path}: sparse feature {name!r} should be {kind} (it is {schema.field(name).type})")
+                raise DataError(
+                    f"{self.spec_path}: sparse feature {name!r} should be {kind} (it is {schema.field(name).type})"
+                )
 
     def chunks(self) -> Iterator[RawChunk]:
         columns = [self.spec.label, *self.spec.dense, *(n for n, _ in self.spec.sparse)]
@@ -118,7 +122,11 @@ class ParquetSource(Source):
                 reasons = pc.if_else(pc.and_(valid, bad), "non-numeric dense value", reasons)
                 valid = pc.and_(valid, pc.invert(bad))
                 converted[name] = as_float
-            elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type)):
+            elif not (
+                pa.types.is_integer(column.type)
+                or pa.types.is_floating(column.type)
+                or pa.types.is_boolean(column.type)
+            ):
                 raise DataError(f"{self.spec_path}: column {name!r} must be numeric, it is {column.type}")
         for name, column in converted.items():
             table = table.set_column(table.schema.get_field_index(name), name, column)

@@ -83,7 +83,12 @@ class SyntheticSource(Source):
     name = "synthetic"
 
     def __init__(
-        self, rows: int, seed: int = 0, num_dense: int = 13, num_sparse: int = 26, cardinality: int = 10_000,
+        self,
+        rows: int,
+        seed: int = 0,
+        num_dense: int = 13,
+        num_sparse: int = 26,
+        cardinality: int = 10_000,
         zipf_exponent: float = 1.1,
     ) -> None:
         if rows < 1:
@@ -128,5 +133,7 @@ class SyntheticSource(Source):
             "seed": self.seed,
             "cardinality": self.cardinality,
             "zipf_exponent": self.zipf_exponent,
-            "planted_interactions": {str(k): [list(map(int, s)) for s in v] for k, v in self.model.interactions.items()},
+            "planted_interactions": {
+                str(k): [list(map(int, s)) for s in v] for k, v in self.model.interactions.items()
+            },
         }

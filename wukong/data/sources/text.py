@@ -54,12 +54,16 @@ def read_delimited(
     try:
         reader = pacsv.open_csv(
             open_text(path),
-            read_options=pacsv.ReadOptions(column_names=list(names), skip_rows=1 if header else 0, block_size=block_bytes),
+            read_options=pacsv.ReadOptions(
+                column_names=list(names), skip_rows=1 if header else 0, block_size=block_bytes
+            ),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter, quote_char='"' if quoted else False, invalid_row_handler=on_invalid
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.binary() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+                column_types={n: pa.binary() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
             ),
         )
         for batch in reader:

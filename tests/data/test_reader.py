@@ -1,0 +1,207 @@
+"""The reader: equal batches on every rank, exact coverage, shuffling, resume, integrity checks."""
+
+from __future__ import annotations
+
+import collections
+import io
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import webdataset as wds
+
+from wukong.data.errors import DataError
+from wukong.data.manifest import read_manifest
+from wukong.data.prepare import PrepareOptions, prepare
+from wukong.data.reader import DatasetReader
+from wukong.data.rows import Layout, RowBlock
+from wukong.data.sources.synthetic import SyntheticSource
+from wukong.io import open_storage
+
+ROWS = 2_345
+
+
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A dataset whose training split has uneven shards (700, 700, 700, rest) and uneven blocks."""
+    out = str(tmp_path_factory.mktemp("uneven") / "ds")
+    prepare(SyntheticSource(rows=ROWS, seed=7, cardinality=50), out, PrepareOptions(shard_rows=700, block_rows=300))
+    return out
+
+
+def all_row_ids(uri: str, split: str) -> list[int]:
+    """Row ids straight from the shards (not through the reader)."""
+    manifest = read_manifest(open_storage(uri))
+    layout = Layout.of(manifest.schema)
+    ids = []
+    for shard in manifest.splits[split]:
+        data = open_storage(uri).read_bytes(shard.path)
+        for block in shard.blocks:
+            ids += RowBlock.from_ipc(data[block.offset : block.offset + block.length], layout).row_ids.tolist()
+    return ids
+
+
+def test_fixture_really_is_uneven(uneven: str) -> None:
+    rows = [s.rows for s in read_manifest(open_storage(uneven)).splits["train"]]
+    assert len(set(rows)) > 1 and len(rows) < 4 * 2  # fewer shards than 4 ranks x 2 workers
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_every_rank_gets_the_same_number_of_batches(uneven: str, world_size: int, drop_last: bool) -> None:
+    counts, ids = [], []
+    for rank in range(world_size):
+        reader = DatasetReader(uneven, "train", 64, rank=rank, world_size=world_size, drop_last=drop_last, seed=3)
+        batches = list(reader)
+        counts.append((len(reader), len(batches)))
+        ids += [i for b in batches for i in b.row_ids.tolist()]
+        assert all(len(b) <= 64 for b in batches)
+        if drop_last:
+            assert all(len(b) == 64 for b in batches)
+    assert len(set(counts)) == 1 and counts[0][0] == counts[0][1] > 0
+    assert len(ids) == len(set(ids)), "a row was read twice in one epoch"
+    if not drop_last:  # exact coverage: the multiset of ids read equals the split
+        assert collections.Counter(ids) == collections.Counter(all_row_ids(uneven, "train"))
+    else:
+        assert set(ids) <= set(all_row_ids(uneven, "train"))
+
+
+def test_workers_cover_the_split_exactly(uneven: str) -> None:
+    per_rank = []
+    ids = []
+    for rank in range(2):
+        reader = DatasetReader(uneven, "train", 50, rank=rank, world_size=2, num_workers=2, drop_last=False)
+        batches = list(reader)
+        per_rank.append(len(batches))
+        ids += [i for b in batches for i in b.row_ids.tolist()]
+        assert len(batches) == len(reader)
+    assert per_rank[0] == per_rank[1]
+    assert collections.Counter(ids) == collections.Counter(all_row_ids(uneven, "train"))
+
+
+def test_batches_hold_the_stored_rows(uneven: str) -> None:
+    manifest = read_manifest(open_storage(uneven))
+    layout = Layout.of(manifest.schema)
+    stored = {}
+    for shard in manifest.splits["valid"]:
+        data = open_storage(uneven).read_bytes(shard.path)
+        for block in shard.blocks:
+            rows = RowBlock.from_ipc(data[block.offset : block.offset + block.length], layout)
+            for i, row_id in enumerate(rows.row_ids):
+                stored[int(row_id)] = (rows.labels[i], rows.dense[i], rows.single[i])
+    for batch in DatasetReader(uneven, "valid", 32, drop_last=False, seed=1):
+        per_key = batch.sparse.to_dict()
+        assert list(per_key) == list(layout.single)
+        for i, row_id in enumerate(batch.row_ids.tolist()):
+            label, dense, single = stored[row_id]
+            assert batch.labels[i].item() == label
+            assert torch.equal(batch.dense[i], torch.tensor(dense))
+            assert [per_key[k].values()[i].item() for k in layout.single] == single.tolist()
+
+
+def test_shuffling_is_seeded_and_changes_each_epoch(uneven: str) -> None:
+    def order(seed: int, epoch: int) -> list[int]:
+        reader = DatasetReader(uneven, "train", 100, seed=seed, shuffle_buffer_rows=500)
+        reader.set_epoch(epoch)
+        return [i for b in reader for i in b.row_ids.tolist()]
+
+    assert order(1, 0) == order(1, 0)
+    assert order(1, 0) != order(1, 1)
+    assert order(1, 0) != order(2, 0)
+    unshuffled = [i for b in DatasetReader(uneven, "train", 100, shuffle=False) for i in b.row_ids.tolist()]
+    assert unshuffled == sorted(unshuffled)
+
+
+def test_resume_mid_epoch_returns_exactly_the_remaining_batches(uneven: str) -> None:
+    full = DatasetReader(uneven, "train", 40, seed=5)
+    expected = [b.row_ids.tolist() for b in full]
+    first = DatasetReader(uneven, "train", 40, seed=5)
+    seen = []
+    for batch in first:
+        seen.append(batch.row_ids.tolist())
+        if len(seen) == 7:
+            break
+    state = first.state_dict()
+    assert state == {"epoch": 0, "batches": 7, "seed": 5, "split": "train"}
+    resumed = DatasetReader(uneven, "train", 40, seed=5)
+    resumed.load_state_dict(state)
+    rest = [b.row_ids.tolist() for b in resumed]
+    assert seen + rest == expected
+    assert resumed.state_dict()["epoch"] == 1
+
+
+def test_corrupt_shard_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    manifest = prepare(SyntheticSource(rows=1_000), str(out), PrepareOptions())
+    shard = out / manifest.splits["train"][0].path
+    data = bytearray(shard.read_bytes())
+    data[2000] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"train-.*\.tar: sha256 mismatch .* corrupt or was modified; re-run prepare"):
+        list(DatasetReader(str(out), "train", 100))
+
+
+def test_prefix_without_manifest_is_not_a_dataset(tmp_path: Path) -> None:
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "train-x-000000.tar").write_bytes(b"partial")
+    with pytest.raises(DataError, match=r"no manifest.json, so this is not a dataset"):
+        DatasetReader(str(tmp_path), "train")
+
+
+def test_unknown_split_and_too_small_splits(uneven: str) -> None:
+    with pytest.raises(DataError, match="no rows in split 'holdout'; the dataset has: train, valid, test"):
+        DatasetReader(uneven, "holdout")
+    with pytest.raises(DataError, match="cannot give each of 4 ranks one full batch of 10000"):
+        DatasetReader(uneven, "train", 10_000, rank=0, world_size=4)
+
+
+def test_shards_are_plain_webdataset(uneven: str) -> None:
+    manifest = read_manifest(open_storage(uneven))
+    layout = Layout.of(manifest.schema)
+    path = str(Path(uneven) / manifest.splits["train"][0].path)
+    samples = list(wds.WebDataset(path, shardshuffle=False))
+    assert [s["__key__"] for s in samples] == [f"{i:06d}" for i in range(len(samples))]
+    rows = sum(len(RowBlock.from_ipc(s["arrow"], layout)) for s in samples)
+    assert rows == manifest.splits["train"][0].rows
+
+
+def test_multi_hot_features_become_jagged(tmp_path: Path) -> None:
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table(
+            {"y": [1, 0, 1, 0] * 50, "tags": [["a", "b"], [], ["c"], ["a", "c", "d"]] * 50, "u": list("wxyz") * 50}
+        ),
+        folder / "p.parquet",
+    )
+    (tmp_path / "spec.yaml").write_text("label: y\nsparse: [u, {name: tags, multi_hot: true}]\n")
+    from wukong.data.sources import open_source
+
+    out = str(tmp_path / "ds")
+    prepare(open_source("parquet", folder, spec=tmp_path / "spec.yaml"), out, PrepareOptions(split=(1.0, 0.0, 0.0)))
+    batch = next(iter(DatasetReader(out, "train", 200, shuffle=False)))
+    lengths = batch.sparse["tags"].lengths().tolist()
+    assert lengths == [2, 0, 1, 3] * 50
+    assert batch.sparse["u"].lengths().tolist() == [1] * 200
+    assert batch.dense.shape == (200, 0)
+
+
+def test_rows_survive_the_block_format() -> None:
+    layout = Layout(2, ("a",), ("m",))
+    from wukong.data.rows import Jagged
+
+    block = RowBlock(
+        np.arange(3),
+        np.array([0, 1, 0], np.float32),
+        np.ones((3, 2), np.float32),
+        np.array([[4], [5], [6]], np.int32),
+        {"m": Jagged(np.array([0, 2, 2, 3]), np.array([7, 8, 9], np.int32))},
+    )
+    again = RowBlock.from_ipc(io.BytesIO(block.to_ipc()).getvalue(), layout)
+    assert again.single.tolist() == [[4], [5], [6]] and again.multi["m"].lengths.tolist() == [2, 0, 1]
+    taken = again.take(np.array([2, 0]))
+    assert taken.multi["m"].values.tolist() == [9, 7, 8] and taken.row_ids.tolist() == [2, 0]
