@@ -13,39 +13,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
-import re
-from pathlib import Path
 
 import torch
+from benchmarks_doc import cpu_name, write_section
 
 from wukong.benchmark import format_table, matmul_peak_gflops, model_throughput
 from wukong.config import MODEL_NAMES, load_config
 from wukong.model.scaling import config_for_flops
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- model_throughput:begin -->", "<!-- model_throughput:end -->"
 SIZES_MFLOPS = (1.0, 10.0, 50.0)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def write_section(text: str) -> None:
-    body = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in body:
-        body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, body, flags=re.S)
-    else:
-        body = body.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(body)
 
 
 def main() -> None:
@@ -75,8 +52,7 @@ def main() -> None:
     print(header)
     print(table)
     if not args.no_write:
-        write_section(f"{header}\n\n{table}")
-        print(f"\nwritten to {DOC}")
+        write_section(BEGIN, END, f"{header}\n\n{table}")
 
 
 if __name__ == "__main__":

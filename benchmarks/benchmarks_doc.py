@@ -1,0 +1,31 @@
+"""Shared by the benchmark scripts: where results are recorded, and what machine produced them."""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_section(begin: str, end: str, text: str) -> None:
+    """Replace the text between ``begin`` and ``end`` in docs/benchmarks.md (append the markers if absent)."""
+    body = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    section = f"{begin}\n{text}\n{end}"
+    if begin in body:
+        body = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, body, flags=re.S)
+    else:
+        body = body.rstrip() + "\n\n" + section + "\n"
+    DOC.write_text(body)
+    print(f"\nwritten to {DOC}")
