@@ -171,3 +171,48 @@ def test_synthetic_labels_depend_on_every_interaction_order() -> None:
         assert 0.5 < term.std() < 2.0, f"order {order} term is not about unit variance"
         high, low = labels[term > 0.5].mean(), labels[term < -0.5].mean()
         assert high - low > 0.1, f"labels barely depend on the order-{order} interactions"
+
+
+@pytest.fixture
+def grouplens_mirror(tmp_path: Path):
+    """A local stand-in for the GroupLens download server: a zip of a tiny ml-latest-small and its .md5."""
+    import functools
+    import hashlib
+    import threading
+    import zipfile
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    root = tmp_path / "www"
+    root.mkdir()
+    with zipfile.ZipFile(root / "ml-latest-small.zip", "w") as z:
+        z.writestr(
+            "ml-latest-small/ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n2,1,2.0,964982704\n"
+        )
+        z.writestr("ml-latest-small/movies.csv", "movieId,title,genres\n1,Toy Story (1995),Animation|Comedy\n")
+    digest = hashlib.md5((root / "ml-latest-small.zip").read_bytes()).hexdigest()
+    (root / "ml-latest-small.zip.md5").write_text(f"{digest}  ml-latest-small.zip\n")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_port}/ml-latest-small.zip"
+    server.shutdown()
+
+
+def test_movielens_download_checks_the_published_md5(grouplens_mirror, tmp_path: Path) -> None:
+    from wukong.data.sources.movielens import download_movielens
+
+    root, url = grouplens_mirror
+    folder = download_movielens(tmp_path / "cache", url)
+    assert (folder / "ratings.csv").is_file()
+    table, _ = read_all(MovieLensSource(folder))
+    assert table.column("label").to_pylist() == [1, 0]
+    assert download_movielens(tmp_path / "cache", url) == folder  # cached: no second download
+
+    (root / "ml-latest-small.zip.md5").write_text("0" * 32 + "  ml-latest-small.zip\n")
+    with pytest.raises(DataError, match="MD5 mismatch"):
+        download_movielens(tmp_path / "other-cache", url)
+    assert not list((tmp_path / "other-cache").glob("*.zip*"))  # nothing half-downloaded is left
