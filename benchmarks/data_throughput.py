@@ -53,8 +53,14 @@ def write_naive(uri: str, folder: Path, rows: int) -> list[str]:
         for batch in DatasetReader(uri, "train", 8192, shuffle=False, drop_last=False):
             values = batch.sparse.values().view(len(batch.sparse.keys()), -1).T.numpy()
             for i in range(len(batch)):
-                sink.write({"__key__": f"{written:09d}", "dense.npy": batch.dense[i].numpy(),
-                            "sparse.npy": values[i].astype(np.int64), "label.cls": int(batch.labels[i])})
+                sink.write(
+                    {
+                        "__key__": f"{written:09d}",
+                        "dense.npy": batch.dense[i].numpy(),
+                        "sparse.npy": values[i].astype(np.int64),
+                        "label.cls": int(batch.labels[i]),
+                    }
+                )
                 written += 1
                 if written == rows:
                     return sorted(str(p) for p in folder.glob("naive-*.tar"))
@@ -102,7 +108,10 @@ def main() -> None:
         naive_paths = write_naive(uri, Path(tmp), args.naive_rows)
         ours(uri, args.batch_size, shuffle=False)  # warm the page cache for every reader alike
         results = [
-            ("naive WebDataset, one row per sample (baseline)", *rate(lambda: naive(naive_paths, keys, args.batch_size))),
+            (
+                "naive WebDataset, one row per sample (baseline)",
+                *rate(lambda: naive(naive_paths, keys, args.batch_size)),
+            ),
             ("DatasetReader, row blocks, no shuffle", *rate(lambda: ours(uri, args.batch_size, shuffle=False))),
             ("DatasetReader, row blocks, shuffled", *rate(lambda: ours(uri, args.batch_size, shuffle=True))),
         ]

@@ -167,22 +167,48 @@ class DataConfig:
         return FeatureSchema.synthetic(self.num_dense, self.num_sparse, self.cardinality, self.num_multi_hot)
 
 
+SHARDING_STRATEGIES = ("hybrid", "planner", "table_wise", "row_wise", "column_wise", "data_parallel")
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
 @dataclass
 class TrainConfig:
-    """Optimisation (paper, appendix A): Adam for dense parameters, row-wise Adagrad for embeddings."""
+    """Optimisation (paper, appendix A): Adam for dense parameters, row-wise Adagrad for embeddings,
+    linear warm-up; plus validation, early stopping, checkpoints and sharding."""
 
-    batch_size: int = 512
+    batch_size: int = 512  # global: each of W ranks reads batch_size / W rows per step
     epochs: int = 1
-    learning_rate: float = 1e-3
-    embedding_learning_rate: float = 0.05
-    warmup_steps: int = 100
+    max_steps: int = 0  # stop after this many steps (0: run all epochs)
+    learning_rate: float = 1e-3  # Adam, dense parameters
+    embedding_learning_rate: float = 0.05  # fused row-wise Adagrad, sharded tables
+    warmup_steps: int = 100  # linear warm-up of the dense learning rate
+    lr_schedule: str = "constant"  # after warm-up: constant, linear (to 0 at the last step) or cosine
+    grad_clip_norm: float = 0.0  # clip the dense gradients' global norm (0: off)
+    validate_every: int = 0  # steps between validations (0: at each epoch end only)
+    patience: int = 0  # stop after this many validations without a better AUC (0: never)
+    checkpoint_every: int = 200  # steps between checkpoints (0: at the end only)
+    keep_checkpoints: int = 2  # most recent complete checkpoints kept (the best one is kept too)
+    log_every: int = 50  # steps between history.jsonl lines
+    sharding: str = "hybrid"  # hybrid, planner, or one type for every table
+    row_wise_min_rows: int = 5_000  # hybrid: tables with at least this many rows are row-wise
+    data_parallel_max_rows: int = 128  # hybrid: tables with at most this many rows are replicated
+    pipeline: bool = True  # TrainPipelineSparseDist: overlap input distribution with compute
+    num_workers: int = 0  # DataLoader worker processes per rank
     seed: int = 0
 
     def __post_init__(self) -> None:
         _positive("train", batch_size=self.batch_size, epochs=self.epochs, learning_rate=self.learning_rate)
-        _positive("train", embedding_learning_rate=self.embedding_learning_rate)
-        if self.warmup_steps < 0:
-            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _positive("train", embedding_learning_rate=self.embedding_learning_rate, log_every=self.log_every)
+        _positive("train", keep_checkpoints=self.keep_checkpoints)
+        for name in ("max_steps", "warmup_steps", "validate_every", "patience", "checkpoint_every", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.grad_clip_norm < 0:
+            raise ValueError(f"train.grad_clip_norm must be >= 0, got {self.grad_clip_norm}")
+        if self.sharding not in SHARDING_STRATEGIES:
+            raise ValueError(f"train.sharding must be one of {', '.join(SHARDING_STRATEGIES)}, got {self.sharding!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
 
 @dataclass
@@ -254,6 +280,20 @@ def load_config(preset: str | Path | None = None, overrides: Sequence[str] = ())
         if isinstance(error, ConfigError):
             raise
         raise ConfigError(f"{source}: {error}") from None
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """A :class:`Config` from a plain dict (e.g. a model card's), validated like a preset."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))  # type: ignore[return-value]
+    except OmegaConfBaseException as error:
+        raise _explain(error, source) from None
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
 
 
 def config_to_yaml(cfg: Config) -> str:

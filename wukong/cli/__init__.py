@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from wukong import __version__
-from wukong.cli import data, models
+from wukong.cli import data, models, train
 from wukong.config import ConfigError
 from wukong.data.errors import DataError
 from wukong.io import StorageError
@@ -20,8 +20,6 @@ USAGE_ERROR = 2
 
 # Subcommands whose capability lands with a later issue: (help, what brings it).
 PLANNED = {
-    "train": ("distributed training with TorchRec sharded embeddings", "distributed training"),
-    "evaluate": ("AUC / LogLoss / NE / calibration of a trained model", "evaluation"),
     "registry": ("register, list and fetch trained models", "the model registry"),
     "pipeline": ("compile, run or schedule the Kubeflow pipeline", "the Kubeflow pipeline"),
 }
@@ -42,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.register(commands)
+    train.register(commands)
     for name, (help_text, capability) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{help_text} [not built yet]", add_help=False)
         planned.set_defaults(func=_planned(name, capability))
@@ -52,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)
     if unknown and args.command not in PLANNED:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:

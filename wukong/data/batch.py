@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from torchrec.streamable import Pipelineable
 
 from wukong.schema import FeatureSchema
 
 
 @dataclass
-class Batch:
-    """One batch of B examples.
+class Batch(Pipelineable):
+    """One batch of B examples (pipelineable: TorchRec's train pipelines move and stream it).
 
     Attributes:
         dense: ``(B, num_dense)`` float features.
@@ -36,6 +37,33 @@ class Batch:
             self.labels.to(device, non_blocking=non_blocking),
             self.row_ids,
         )
+
+    def record_stream(self, stream: torch.Stream) -> None:
+        for tensor in (self.dense, self.labels):
+            tensor.record_stream(stream)
+        self.sparse.record_stream(stream)
+
+    def pin_memory(self) -> Batch:
+        return Batch(self.dense.pin_memory(), self.sparse.pin_memory(), self.labels.pin_memory(), self.row_ids)
+
+    def padded(self, size: int) -> tuple[Batch, torch.Tensor]:
+        """This batch grown to ``size`` rows with empty rows (zero dense, no ids, label 0), and the
+        ``(size,)`` mask of the real ones: every rank can then run the same batch size."""
+        real = len(self)
+        if real > size:
+            raise ValueError(f"cannot pad a batch of {real} rows to {size}")
+        mask = torch.zeros(size, dtype=torch.bool)
+        mask[:real] = True
+        if real == size:
+            return self, mask
+        extra = size - real
+        keys = self.sparse.keys()
+        lengths = self.sparse.lengths().view(len(keys), real)
+        lengths = torch.cat([lengths, lengths.new_zeros(len(keys), extra)], dim=1).reshape(-1)
+        sparse = KeyedJaggedTensor(keys=keys, values=self.sparse.values(), lengths=lengths)
+        dense = torch.cat([self.dense, self.dense.new_zeros(extra, self.dense.shape[1])])
+        labels = torch.cat([self.labels, self.labels.new_zeros(extra)])
+        return Batch(dense, sparse, labels, self.row_ids), mask
 
 
 def random_batch(

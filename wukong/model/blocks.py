@@ -42,6 +42,10 @@ class LinearCompressionBlock(nn.Module):
         self.num_inputs = num_inputs
         self.num_outputs = num_outputs
         self.weight = nn.Parameter(torch.empty(num_outputs, num_inputs))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.Linear's default initialisation (also called when a meta-device model is materialised)."""
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,6 +66,9 @@ class StaticProjection(nn.Module):
     def __init__(self, num_inputs: int, rank: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_inputs, rank))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

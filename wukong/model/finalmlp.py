@@ -26,10 +26,14 @@ class FeatureGate(nn.Module):
 
     def __init__(self, in_features: int, context_dim: int, hidden: int) -> None:
         super().__init__()
+        self.context = nn.Parameter(torch.empty(1, context_dim))
+        self.mlp = MLP(context_dim, [hidden], out_features=in_features)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         # FinalMLP starts the context at zero; a random start lets the gate MLP's first layer learn
         # from step one (a zero input gives its weights a zero gradient).
-        self.context = nn.Parameter(torch.randn(1, context_dim))
-        self.mlp = MLP(context_dim, [hidden], out_features=in_features)
+        nn.init.normal_(self.context)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         return e * (2 * torch.sigmoid(self.mlp(self.context)))
@@ -57,10 +61,14 @@ class BilinearFusion(nn.Module):
         self.w1 = nn.Parameter(torch.empty(num_heads, self.head1))
         self.w2 = nn.Parameter(torch.empty(num_heads, self.head2))
         self.w3 = nn.Parameter(torch.empty(num_heads, self.head1, self.head2))
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.bias = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         for weight in (self.w1, self.w2):
             nn.init.uniform_(weight, -(self.head1**-0.5), self.head1**-0.5)
         nn.init.xavier_uniform_(self.w3)
+        nn.init.zeros_(self.bias)
 
     def forward(self, o1: torch.Tensor, o2: torch.Tensor) -> torch.Tensor:
         o1 = o1.view(-1, self.num_heads, self.head1).transpose(0, 1)  # H × B × h1

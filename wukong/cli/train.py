@@ -1,0 +1,137 @@
+"""``wukong train`` and ``wukong evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+
+from wukong.cli.options import add_config_options
+from wukong.config import MODEL_NAMES, Config, TrainConfig, load_config
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """Every TrainConfig setting as a flag (``--batch-size 1024`` is ``--set train.batch_size=1024``)."""
+    group = parser.add_argument_group("training settings (override the config)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f"train__{f.name}", action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            group.add_argument(flag, dest=f"train__{f.name}", type=kind, default=None, metavar=f.name.upper())
+
+
+def _train_config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"model.name={args.model}")
+    overrides += [
+        f"train.{key[len('train__'):]}={value}" for key, value in vars(args).items()
+        if key.startswith("train__") and value is not None
+    ]
+    overrides.append(f"data.dataset={args.data}")
+    return load_config(args.config, overrides)
+
+
+def _preflight(cfg: Config, data_uri: str) -> None:
+    """Fail in the launching process, with one line, on what would otherwise fail in every worker."""
+    from wukong.data.manifest import read_manifest
+    from wukong.io import open_storage
+
+    read_manifest(open_storage(data_uri))
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Start ``--nproc`` local workers with torchrun (standalone rendezvous), each running this command."""
+    worker_argv, tokens = [], iter(args.raw_argv[1:])  # raw_argv[0] is "train"
+    for token in tokens:
+        if token == "--nproc":
+            next(tokens, None)
+        elif not token.startswith("--nproc="):
+            worker_argv.append(token)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               f"--max-restarts={args.max_restarts}", "-m", "wukong.train", *worker_argv]
+    return subprocess.call(command)
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = _train_config(args)
+    if args.nproc and not args.worker and "LOCAL_RANK" not in os.environ:
+        _preflight(cfg, args.data)
+        return _launch(args)
+    from wukong.train.distributed import init_distributed, shutdown
+    from wukong.train.loop import Trainer, TrainingDiverged
+
+    env = init_distributed()
+    try:
+        Trainer(cfg, args.data, args.output, env, resume=args.resume).fit()
+    except TrainingDiverged as error:
+        print(f"wukong train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown()
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from wukong.data.reader import DatasetReader
+    from wukong.evaluate import compute_metrics, curves
+    from wukong.io import open_storage
+    from wukong.train.outputs import METRICS, check_schema, load_trained_model, write_json
+    from wukong.train.predict import predict
+
+    model, card = load_trained_model(args.model)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        from wukong.train.distributed import init_distributed
+
+        env = init_distributed()
+        rank, world = env.rank, env.world_size
+    else:
+        rank, world = 0, 1
+    reader = DatasetReader(args.data, args.split, args.batch_size, rank=rank, world_size=world, shuffle=False,
+                           drop_last=False)
+    from wukong.schema import FeatureSchema
+
+    check_schema(FeatureSchema.from_dict(card["schema"]), reader.schema, args.data)
+    model.eval()
+    probabilities, labels = predict(lambda b: model(b.dense, b.sparse), reader, torch.device("cpu"))
+    metrics = compute_metrics(probabilities, labels)
+    if rank == 0:
+        result = {"model": args.model, "data": args.data, "split": args.split, **metrics,
+                  "curves": curves(probabilities, labels)}
+        write_json(open_storage(args.output), METRICS, result)
+        print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", help="distributed training with TorchRec sharded embeddings",
+        description="Train one model on a prepared dataset. Runs as one process, under torchrun, or launches "
+        "--nproc local processes itself.",
+    )
+    train.add_argument("--data", required=True, metavar="URI", help="a prepared dataset (wukong data prepare)")
+    train.add_argument("--output", required=True, metavar="URI", help="where model, card, metrics, checkpoints go")
+    add_config_options(train)
+    train.add_argument("--model", choices=MODEL_NAMES, help="which model (default: the config's model.name)")
+    train.add_argument("--nproc", type=int, help="launch this many local processes with torchrun")
+    train.add_argument("--max-restarts", type=int, default=0, help="with --nproc: torchrun restarts after a failure")
+    train.add_argument("--resume", choices=("auto", "never"), default="auto",
+                       help="auto: continue from the latest complete checkpoint under --output (default)")
+    train.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    _add_train_flags(train)
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("evaluate", help="AUC / LogLoss / NE / calibration of a trained model")
+    evaluate.add_argument("--model", required=True, metavar="URI", help="the --output folder of a training run")
+    evaluate.add_argument("--data", required=True, metavar="URI", help="a prepared dataset")
+    evaluate.add_argument("--split", default="test", help="split to evaluate (default: %(default)s)")
+    evaluate.add_argument("--output", required=True, metavar="URI", help="folder for metrics.json")
+    evaluate.add_argument("--batch-size", type=int, default=4096)
+    evaluate.set_defaults(func=_evaluate)

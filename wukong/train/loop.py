@@ -1,0 +1,253 @@
+"""The training loop: shard, train with the sparse-dist pipeline, validate, stop early, checkpoint, export.
+
+Run it through ``python -m wukong.train`` (one process per device under torchrun) or ``wukong train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torchrec.distributed.model_parallel import DistributedModelParallel
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+
+from wukong.config import Config, config_to_dict
+from wukong.data.errors import DataError
+from wukong.data.reader import DatasetReader
+from wukong.evaluate import compute_metrics
+from wukong.io import open_storage
+from wukong.model import build_model, count_flops
+from wukong.train import outputs
+from wukong.train.checkpoint import Checkpointer
+from wukong.train.distributed import DistEnv
+from wukong.train.module import TrainModule
+from wukong.train.optim import build_optimizers, lr_factor, set_learning_rate
+from wukong.train.predict import predict
+from wukong.train.sharding import format_plan, make_sharder, build_plan, plan_rows
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Progress:
+    """Everything needed to continue a run exactly where a checkpoint left it."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches of `epoch` already trained on
+    best_auc: float = -math.inf
+    best_step: int | None = None
+    checks_without_gain: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def log(env: DistEnv, message: str) -> None:
+    if env.is_main:
+        print(message, flush=True)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, data_uri: str, output_uri: str, env: DistEnv, resume: str = "auto") -> None:
+        train = cfg.train
+        if train.batch_size % env.world_size:
+            raise DataError(f"train.batch_size {train.batch_size} is not divisible by the {env.world_size} ranks")
+        self.cfg, self.env, self.data_uri, self.output_uri = cfg, env, data_uri, output_uri
+        self.output = open_storage(output_uri)
+        self.local_batch = train.batch_size // env.world_size
+        common = dict(rank=env.rank, world_size=env.world_size, num_workers=train.num_workers, seed=train.seed)
+        self.train_reader = DatasetReader(data_uri, "train", self.local_batch, drop_last=True, **common)
+        self.valid_reader = DatasetReader(data_uri, "valid", self.local_batch, drop_last=False, shuffle=False, **common)
+        self.schema = self.train_reader.schema
+        torch.manual_seed(train.seed)
+        model = build_model(cfg.model.name, self.schema, cfg.model, device="meta")
+        self.flops = count_flops(model)
+        module = TrainModule(model, bf16=env.device.type == "cuda")
+        ebc = model.embedding.ebc
+        sharder = make_sharder(train, env)
+        plan = build_plan(module, ebc, sharder, train, env, self.local_batch)
+        self.plan_rows = plan_rows(plan, ebc)
+        log(env, f"sharding plan ({train.sharding}, {env.world_size} ranks):\n{format_plan(plan, ebc)}")
+        self.model = DistributedModelParallel(module, device=env.device, plan=plan, sharders=[sharder])
+        self.optimizer, self.dense_optimizer = build_optimizers(self.model, train)
+        self.steps_per_epoch = len(self.train_reader)
+        self.total_steps = train.max_steps or self.steps_per_epoch * train.epochs
+        self.checkpointer = Checkpointer(output_uri, env, train.keep_checkpoints)
+        self.progress = Progress()
+        self.history: list[dict[str, Any]] = []
+        if resume == "auto":
+            self._resume()
+
+    # ---- state -------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optim": self.optimizer.state_dict()}
+
+    def _resume(self) -> None:
+        step = self.checkpointer.latest()
+        if step is None:
+            return
+        self.optimizer.init_state()  # optimizer state must exist before DCP can load into it
+        state = self._state()
+        info = self.checkpointer.load(step, state)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optim"])
+        self.progress = Progress(**info["progress"])
+        self.train_reader.load_state_dict({**self.train_reader.state_dict(), "epoch": self.progress.epoch, "batches": self.progress.batch})
+        if self.output.exists(outputs.HISTORY):
+            lines = self.output.read_bytes(outputs.HISTORY).decode().splitlines()
+            self.history = [r for r in map(json.loads, lines) if r["step"] <= step]
+        log(self.env, f"resumed from checkpoint step {step} (epoch {self.progress.epoch}, batch {self.progress.batch})")
+
+    def _checkpoint(self) -> None:
+        protect = {self.progress.best_step} if self.progress.best_step is not None else set()
+        info = {"progress": dataclasses.asdict(self.progress), "data_position": self.train_reader.state_dict()}
+        info["data_position"].update(epoch=self.progress.epoch, batches=self.progress.batch)
+        self.checkpointer.save(self.progress.step, self._state(), info, protect)
+        self._write_history()
+
+    def _write_history(self) -> None:
+        if self.env.is_main:
+            body = "".join(json.dumps(r) + "\n" for r in self.history)
+            self.output.write_bytes(outputs.HISTORY, body.encode())
+
+    # ---- validation --------------------------------------------------------------------------
+    def _validate(self, pipeline: TrainPipelineSparseDist | None) -> bool:
+        """Validate; returns True when training should stop early."""
+        model = pipeline.detach() if pipeline else self.model
+        model.eval()
+        self.valid_reader.set_epoch(0)
+        probabilities, labels = predict(lambda b: model(b)[1][1], self.valid_reader, self.env.device)
+        model.train()
+        if pipeline:
+            pipeline.attach(model)
+        metrics = compute_metrics(probabilities, labels)
+        p = self.progress
+        improved = metrics["auc"] > p.best_auc
+        if improved:
+            p.best_auc, p.best_step, p.best_metrics, p.checks_without_gain = metrics["auc"], p.step, metrics, 0
+        else:
+            p.checks_without_gain += 1
+        self.history.append({"step": p.step, "epoch": p.epoch, "valid": metrics})
+        log(self.env, f"step {p.step}: valid auc {metrics['auc']:.4f} logloss {metrics['logloss']:.4f} ne {metrics['ne']:.4f}")
+        if improved:
+            self._checkpoint()  # the best model is always a complete checkpoint
+        patience = self.cfg.train.patience
+        return bool(patience and p.checks_without_gain >= patience)
+
+    # ---- training ----------------------------------------------------------------------------
+    def _step_plain(self, batches) -> torch.Tensor:
+        batch = next(batches).to(self.env.device)
+        self.optimizer.zero_grad()
+        loss, _ = self.model(batch)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def _done(self) -> bool:
+        train, p = self.cfg.train, self.progress
+        return p.stopped_early or p.epoch >= train.epochs or bool(train.max_steps and p.step >= train.max_steps)
+
+    def fit(self) -> dict[str, Any]:
+        train, p = self.cfg.train, self.progress
+        pipeline = TrainPipelineSparseDist(self.model, self.optimizer, self.env.device) if train.pipeline else None
+        started, examples, last_validated = time.time(), 0, -1
+        window_start, window_examples = time.time(), 0
+        while not self._done():
+            self.train_reader.load_state_dict({**self.train_reader.state_dict(), "epoch": p.epoch, "batches": p.batch})
+            batches = iter(self.train_reader)
+            epoch_complete = True
+            while True:
+                factor = lr_factor(p.step, train.warmup_steps, self.total_steps, train.lr_schedule)
+                set_learning_rate(self.dense_optimizer, train.learning_rate * factor)
+                try:
+                    loss = pipeline.progress(batches)[0] if pipeline else self._step_plain(batches)
+                except StopIteration:
+                    break
+                p.step += 1
+                p.batch += 1
+                examples += train.batch_size
+                window_examples += train.batch_size
+                if p.step % train.log_every == 0 or p.step == 1:
+                    self._log_step(loss, window_examples / max(time.time() - window_start, 1e-9))
+                    window_start, window_examples = time.time(), 0
+                if train.validate_every and p.step % train.validate_every == 0:
+                    p.stopped_early = self._validate(pipeline)
+                    last_validated = p.step
+                if train.checkpoint_every and p.step % train.checkpoint_every == 0:
+                    self._checkpoint()
+                if self._done():
+                    epoch_complete = False
+                    break
+            if epoch_complete:
+                p.epoch, p.batch = p.epoch + 1, 0
+                if last_validated != p.step:
+                    p.stopped_early = self._validate(pipeline)
+                    last_validated = p.step
+        seconds = time.time() - started
+        if self.checkpointer.latest() != p.step:
+            self._checkpoint()
+        return self._finish(seconds, examples)
+
+    def _log_step(self, loss: torch.Tensor, rate: float) -> None:
+        p = self.progress
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"loss is {value} at step {p.step}; stopping. The last good checkpoint is step "
+                f"{self.checkpointer.latest()}: lower train.learning_rate or set train.grad_clip_norm, then rerun "
+                "with --resume auto"
+            )
+        lr = self.dense_optimizer.param_groups[0]["lr"]
+        self.history.append(
+            {"step": p.step, "epoch": p.epoch, "batch": p.batch, "loss": value, "lr": lr, "examples_per_s": rate}
+        )
+        log(self.env, f"step {p.step} epoch {p.epoch} loss {value:.4f} ({rate:,.0f} examples/s)")
+
+    def _finish(self, seconds: float, examples: int) -> dict[str, Any]:
+        p = self.progress
+        dist.barrier()
+        summary = {
+            "steps": p.step,
+            "epochs_completed": p.epoch,
+            "best_step": p.best_step,
+            "stopped_early": p.stopped_early,
+            "training_seconds": seconds,
+            "examples_per_s": examples / seconds if seconds > 0 else None,
+        }
+        if self.env.is_main:
+            best = p.best_step if p.best_step is not None else p.step
+            folder = self.checkpointer.fetch(best)
+            state = outputs.export_model(folder, self.cfg.model.name, self.schema, self.cfg)
+            outputs.save_model(self.output, state)
+            outputs.write_json(self.output, outputs.METRICS, {"split": "valid", "step": best, **p.best_metrics})
+            card = {
+                "model": self.cfg.model.name,
+                "config": config_to_dict(self.cfg),
+                "schema": self.schema.to_dict(),
+                "dataset": {
+                    "uri": self.data_uri,
+                    "manifest_sha256": outputs.manifest_sha256(open_storage(self.data_uri)),
+                    "run_id": self.train_reader.manifest.run_id,
+                },
+                "metrics": {"valid": p.best_metrics},
+                "mflops_per_example": self.flops.mflops,
+                "world_size": self.env.world_size,
+                "sharding_plan": [[str(c) for c in row] for row in self.plan_rows],
+                "package_versions": outputs.package_versions(),
+                "git_revision": outputs.git_revision(),
+                **summary,
+            }
+            outputs.write_json(self.output, outputs.CARD, card)
+            self._write_history()
+            log(self.env, f"done: {p.step} steps, best valid auc {p.best_auc:.4f} at step {best}; wrote {self.output_uri}")
+        dist.barrier()
+        self.checkpointer.close()
+        return summary
