@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -22,3 +24,14 @@ def tiny_schema(tiny: Config) -> FeatureSchema:
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
+
+
+@pytest.fixture(scope="session")
+def movielens() -> Path:
+    """The real ml-latest-small copy beside the project (never committed into it)."""
+    if not (MOVIELENS / "ratings.csv").is_file():
+        pytest.skip(f"the shared MovieLens copy is absent ({MOVIELENS})")
+    return MOVIELENS

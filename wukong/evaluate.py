@@ -52,6 +52,10 @@ def curves(predictions: torch.Tensor, labels: torch.Tensor, max_points: int = 20
     for part in torch.tensor_split(order, min(bins, len(order))):
         if len(part):
             calibration.append(
-                {"mean_prediction": predictions[part].double().mean().item(), "mean_label": labels[part].double().mean().item(), "rows": len(part)}
+                {
+                    "mean_prediction": predictions[part].double().mean().item(),
+                    "mean_label": labels[part].double().mean().item(),
+                    "rows": len(part),
+                }
             )
     return {"roc": {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}, "calibration": calibration}

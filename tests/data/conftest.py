@@ -11,8 +11,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-MOVIELENS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml-latest-small"
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -55,13 +53,6 @@ def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.create_bucket(Bucket=name)
     return name
-
-
-@pytest.fixture
-def movielens() -> Path:
-    if not (MOVIELENS / "ratings.csv").is_file():
-        pytest.skip(f"the shared MovieLens copy is absent ({MOVIELENS})")
-    return MOVIELENS
 
 
 def criteo_lines(count: int, seed: int = 0) -> list[str]:

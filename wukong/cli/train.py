@@ -29,7 +29,8 @@ def _train_config(args: argparse.Namespace) -> Config:
     if args.model:
         overrides.append(f"model.name={args.model}")
     overrides += [
-        f"train.{key[len('train__'):]}={value}" for key, value in vars(args).items()
+        f"train.{key[len('train__') :]}={value}"
+        for key, value in vars(args).items()
         if key.startswith("train__") and value is not None
     ]
     overrides.append(f"data.dataset={args.data}")
@@ -52,8 +53,17 @@ def _launch(args: argparse.Namespace) -> int:
             next(tokens, None)
         elif not token.startswith("--nproc="):
             worker_argv.append(token)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               f"--max-restarts={args.max_restarts}", "-m", "wukong.train", *worker_argv]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc}",
+        f"--max-restarts={args.max_restarts}",
+        "-m",
+        "wukong.train",
+        *worker_argv,
+    ]
     return subprocess.call(command)
 
 
@@ -94,8 +104,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         rank, world = env.rank, env.world_size
     else:
         rank, world = 0, 1
-    reader = DatasetReader(args.data, args.split, args.batch_size, rank=rank, world_size=world, shuffle=False,
-                           drop_last=False)
+    reader = DatasetReader(
+        args.data, args.split, args.batch_size, rank=rank, world_size=world, shuffle=False, drop_last=False
+    )
     from wukong.schema import FeatureSchema
 
     check_schema(FeatureSchema.from_dict(card["schema"]), reader.schema, args.data)
@@ -103,8 +114,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     probabilities, labels = predict(lambda b: model(b.dense, b.sparse), reader, torch.device("cpu"))
     metrics = compute_metrics(probabilities, labels)
     if rank == 0:
-        result = {"model": args.model, "data": args.data, "split": args.split, **metrics,
-                  "curves": curves(probabilities, labels)}
+        result = {
+            "model": args.model,
+            "data": args.data,
+            "split": args.split,
+            **metrics,
+            "curves": curves(probabilities, labels),
+        }
         write_json(open_storage(args.output), METRICS, result)
         print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
     return 0
@@ -112,7 +128,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
-        "train", help="distributed training with TorchRec sharded embeddings",
+        "train",
+        help="distributed training with TorchRec sharded embeddings",
         description="Train one model on a prepared dataset. Runs as one process, under torchrun, or launches "
         "--nproc local processes itself.",
     )
@@ -122,8 +139,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", choices=MODEL_NAMES, help="which model (default: the config's model.name)")
     train.add_argument("--nproc", type=int, help="launch this many local processes with torchrun")
     train.add_argument("--max-restarts", type=int, default=0, help="with --nproc: torchrun restarts after a failure")
-    train.add_argument("--resume", choices=("auto", "never"), default="auto",
-                       help="auto: continue from the latest complete checkpoint under --output (default)")
+    train.add_argument(
+        "--resume",
+        choices=("auto", "never"),
+        default="auto",
+        help="auto: continue from the latest complete checkpoint under --output (default)",
+    )
     train.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     _add_train_flags(train)
     train.set_defaults(func=_train)

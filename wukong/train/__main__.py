@@ -1,5 +1,7 @@
 """``python -m wukong.train``: the worker entry point torchrun starts on every rank."""
 
+import sys
+
 from wukong.cli import main
 
-raise SystemExit(main(["train", "--worker"] + __import__("sys").argv[1:]))
+raise SystemExit(main(["train", "--worker", *sys.argv[1:]]))

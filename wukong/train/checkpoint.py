@@ -63,7 +63,11 @@ class Checkpointer:
         dcp.save(state, checkpoint_id=str(folder))
         torch.save(torch.get_rng_state(), folder / f"rng-rank{self.env.rank}.pt")
         if not self.local:
-            written = [p for p in folder.iterdir() if p.name.startswith(f"__{self.env.rank}_") or p.name == f"rng-rank{self.env.rank}.pt"]
+            written = [
+                p
+                for p in folder.iterdir()
+                if p.name.startswith(f"__{self.env.rank}_") or p.name == f"rng-rank{self.env.rank}.pt"
+            ]
             if self.env.is_main:
                 written.append(folder / ".metadata")
             for path in written:

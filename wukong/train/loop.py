@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +31,7 @@ from wukong.train.distributed import DistEnv
 from wukong.train.module import TrainModule
 from wukong.train.optim import build_optimizers, lr_factor, set_learning_rate
 from wukong.train.predict import predict
-from wukong.train.sharding import format_plan, make_sharder, build_plan, plan_rows
+from wukong.train.sharding import build_plan, format_plan, make_sharder, plan_rows
 
 
 class TrainingDiverged(RuntimeError):
@@ -53,6 +55,20 @@ class Progress:
 def log(env: DistEnv, message: str) -> None:
     if env.is_main:
         print(message, flush=True)
+
+
+def _inject_fault(step: int, env: DistEnv) -> None:
+    """Test hook: ``WUKONG_FAULT_KILL_STEP=s`` (and ``WUKONG_FAULT_KILL_RANK``, default 1) SIGKILLs that
+    rank at step s of the first attempt of a torchrun job, as a crashed node would die."""
+    target = os.environ.get("WUKONG_FAULT_KILL_STEP")
+    first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+    if (
+        target
+        and first_attempt
+        and step == int(target)
+        and env.rank == int(os.environ.get("WUKONG_FAULT_KILL_RANK", 1))
+    ):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Trainer:
@@ -100,7 +116,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optim"])
         self.progress = Progress(**info["progress"])
-        self.train_reader.load_state_dict({**self.train_reader.state_dict(), "epoch": self.progress.epoch, "batches": self.progress.batch})
+        self.train_reader.load_state_dict(
+            {**self.train_reader.state_dict(), "epoch": self.progress.epoch, "batches": self.progress.batch}
+        )
         if self.output.exists(outputs.HISTORY):
             lines = self.output.read_bytes(outputs.HISTORY).decode().splitlines()
             self.history = [r for r in map(json.loads, lines) if r["step"] <= step]
@@ -136,7 +154,10 @@ class Trainer:
         else:
             p.checks_without_gain += 1
         self.history.append({"step": p.step, "epoch": p.epoch, "valid": metrics})
-        log(self.env, f"step {p.step}: valid auc {metrics['auc']:.4f} logloss {metrics['logloss']:.4f} ne {metrics['ne']:.4f}")
+        log(
+            self.env,
+            f"step {p.step}: valid auc {metrics['auc']:.4f} logloss {metrics['logloss']:.4f} ne {metrics['ne']:.4f}",
+        )
         if improved:
             self._checkpoint()  # the best model is always a complete checkpoint
         patience = self.cfg.train.patience
@@ -173,15 +194,21 @@ class Trainer:
                     break
                 p.step += 1
                 p.batch += 1
+                _inject_fault(p.step, self.env)
                 examples += train.batch_size
                 window_examples += train.batch_size
-                if p.step % train.log_every == 0 or p.step == 1:
-                    self._log_step(loss, window_examples / max(time.time() - window_start, 1e-9))
+                logging_step = p.step % train.log_every == 0 or p.step == 1
+                checkpoint_step = bool(train.checkpoint_every) and p.step % train.checkpoint_every == 0
+                # Every step on CPU; on GPUs only where a sync is due anyway (.item() waits for the device).
+                if self.env.device.type == "cpu" or logging_step or checkpoint_step:
+                    value = self._check_finite(loss)
+                if logging_step:
+                    self._log_step(value, window_examples / max(time.time() - window_start, 1e-9))
                     window_start, window_examples = time.time(), 0
                 if train.validate_every and p.step % train.validate_every == 0:
                     p.stopped_early = self._validate(pipeline)
                     last_validated = p.step
-                if train.checkpoint_every and p.step % train.checkpoint_every == 0:
+                if checkpoint_step:
                     self._checkpoint()
                 if self._done():
                     epoch_complete = False
@@ -191,20 +218,26 @@ class Trainer:
                 if last_validated != p.step:
                     p.stopped_early = self._validate(pipeline)
                     last_validated = p.step
+        if last_validated != p.step:  # stopped by max_steps (or resumed at the end): validate the final model
+            self._validate(pipeline)
         seconds = time.time() - started
         if self.checkpointer.latest() != p.step:
             self._checkpoint()
         return self._finish(seconds, examples)
 
-    def _log_step(self, loss: torch.Tensor, rate: float) -> None:
-        p = self.progress
+    def _check_finite(self, loss: torch.Tensor) -> float:
         value = loss.item()
         if not math.isfinite(value):
+            latest = self.checkpointer.latest()
+            kept = f"the last good checkpoint is step {latest}" if latest is not None else "no checkpoint was written"
             raise TrainingDiverged(
-                f"loss is {value} at step {p.step}; stopping. The last good checkpoint is step "
-                f"{self.checkpointer.latest()}: lower train.learning_rate or set train.grad_clip_norm, then rerun "
-                "with --resume auto"
+                f"loss is {value} at step {self.progress.step}; stopped, {kept}. Lower train.learning_rate or set "
+                "train.grad_clip_norm, then rerun with --resume auto"
             )
+        return value
+
+    def _log_step(self, value: float, rate: float) -> None:
+        p = self.progress
         lr = self.dense_optimizer.param_groups[0]["lr"]
         self.history.append(
             {"step": p.step, "epoch": p.epoch, "batch": p.batch, "loss": value, "lr": lr, "examples_per_s": rate}
@@ -247,7 +280,10 @@ class Trainer:
             }
             outputs.write_json(self.output, outputs.CARD, card)
             self._write_history()
-            log(self.env, f"done: {p.step} steps, best valid auc {p.best_auc:.4f} at step {best}; wrote {self.output_uri}")
+            log(
+                self.env,
+                f"done: {p.step} steps, best valid auc {p.best_auc:.4f} at step {best}; wrote {self.output_uri}",
+            )
         dist.barrier()
         self.checkpointer.close()
         return summary

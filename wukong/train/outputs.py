@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -28,10 +29,8 @@ HISTORY = "history.jsonl"
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in ("wukong-rec", "torch", "torchrec", "fbgemm-gpu-cpu", "fbgemm-gpu", "torchmetrics"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return versions
 
 

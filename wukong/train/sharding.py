@@ -95,7 +95,9 @@ def build_plan(
         planner = EmbeddingShardingPlanner(topology=topology, batch_size=local_batch, debug=False)
         return planner.collective_plan(module, [sharder], torch.distributed.GroupMember.WORLD)
     per_table = (
-        _hybrid(ebc, train, env.world_size) if train.sharding == "hybrid" else _uniform(ebc, train.sharding, env.world_size)
+        _hybrid(ebc, train, env.world_size)
+        if train.sharding == "hybrid"
+        else _uniform(ebc, train.sharding, env.world_size)
     )
     module_plan = construct_module_sharding_plan(
         ebc, per_table, local_size=env.world_size, world_size=env.world_size, device_type=env.device.type

@@ -1,0 +1,48 @@
+"""Fixtures for training tests: a MovieLens dataset prepared once, and a way to run `wukong train`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from wukong.data.prepare import PrepareOptions, prepare
+from wukong.data.sources import open_source
+
+# Small and quick: the tiny preset, batches of 256, at most a few hundred steps.
+FAST = ["--config", "tiny", "--batch-size", "256", "--warmup-steps", "20"]
+
+
+@pytest.fixture(scope="session")
+def ml_dataset(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = str(tmp_path_factory.mktemp("ml") / "dataset")
+    prepare(open_source("movielens", movielens), out, PrepareOptions(shard_rows=25_000))
+    return out
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    folder: Path
+
+    def card(self) -> dict:
+        return json.loads((self.folder / "model_card.json").read_text())
+
+    def history(self) -> list[dict]:
+        return [json.loads(line) for line in (self.folder / "history.jsonl").read_text().splitlines()]
+
+    def validations(self) -> list[dict]:
+        return [r for r in self.history() if "valid" in r]
+
+
+def wukong_train(data: str, folder: Path, *args: str, env: dict | None = None, timeout: int = 300) -> Run:
+    """``wukong train`` in a subprocess (the real CLI, torchrun included when --nproc is given)."""
+    command = [sys.executable, "-m", "wukong", "train", "--data", data, "--output", str(folder), *FAST, *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return Run(result.returncode, result.stdout + result.stderr, folder)

@@ -1,0 +1,105 @@
+"""Multi-process training on CPU with gloo: hybrid sharding, resharded resume, crash recovery."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from wukong.train.outputs import load_trained_model
+
+from .conftest import wukong_train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_and_one(ml_dataset: str, tmp_path_factory: pytest.TempPathFactory):
+    """One epoch with 2 processes and with 1, same global batch size and data."""
+    root = tmp_path_factory.mktemp("runs")
+    two = wukong_train(ml_dataset, root / "two", "--nproc", "2", "--epochs", "1", "--validate-every", "100")
+    one = wukong_train(ml_dataset, root / "one", "--epochs", "1", "--validate-every", "100")
+    assert two.returncode == 0, two.output[-3000:]
+    assert one.returncode == 0, one.output[-3000:]
+    return two, one
+
+
+def test_two_processes_use_a_hybrid_plan(two_and_one) -> None:
+    two, _ = two_and_one
+    card = two.card()
+    assert card["world_size"] == 2
+    kinds = {row[3] for row in card["sharding_plan"]}
+    assert {"row_wise", "table_wise", "data_parallel"} <= kinds
+    table_wise_ranks = {row[5] for row in card["sharding_plan"] if row[3] == "table_wise"}
+    assert table_wise_ranks == {"[0]", "[1]"}, "table-wise tables should be spread over both ranks"
+
+
+def test_two_process_training_learns_and_matches_one_process(two_and_one) -> None:
+    two, one = two_and_one
+    first, last = two.validations()[0]["valid"], two.validations()[-1]["valid"]
+    assert last["logloss"] < 0.69 and last["ne"] < 0.9, "validation loss should fall well below the base rate's"
+    assert last["logloss"] <= first["logloss"] + 0.005
+    auc_two, auc_one = two.card()["metrics"]["valid"]["auc"], one.card()["metrics"]["valid"]["auc"]
+    assert abs(auc_two - auc_one) < 0.01, (auc_two, auc_one)
+    assert two.card()["steps"] == one.card()["steps"]
+
+
+def test_outputs_are_complete(two_and_one, ml_dataset: str) -> None:
+    two, _ = two_and_one
+    state = torch.load(two.folder / "model.pt", weights_only=True)
+    assert any(k.startswith("embedding.ebc.embedding_bags.") for k in state)
+    model, card = load_trained_model(str(two.folder))
+    assert card["dataset"]["uri"] == ml_dataset and len(card["dataset"]["manifest_sha256"]) == 64
+    assert card["package_versions"]["torch"].startswith("2.") and card["examples_per_s"] > 0
+    assert set(card["metrics"]["valid"]) >= {"auc", "logloss", "ne", "calibration", "rows"}
+    steps = [r["step"] for r in two.history() if "loss" in r]
+    assert steps == sorted(steps) and steps[0] == 1
+
+
+def test_checkpoint_from_two_processes_resumes_with_one_and_two(ml_dataset: str, tmp_path: Path) -> None:
+    original = wukong_train(
+        ml_dataset, tmp_path / "a", "--nproc", "2", "--max-steps", "120", "--checkpoint-every", "60"
+    )
+    assert original.returncode == 0, original.output[-3000:]
+    reference = original.validations()[-1]
+    assert reference["step"] == 120
+    for nproc in ("1", "2"):
+        folder = tmp_path / f"resume-{nproc}"
+        shutil.copytree(tmp_path / "a", folder)
+        resumed = wukong_train(ml_dataset, folder, "--nproc", nproc, "--max-steps", "120")
+        assert resumed.returncode == 0, resumed.output[-3000:]
+        assert "resumed from checkpoint step 120" in resumed.output
+        again = resumed.validations()[-1]
+        assert again["step"] == 120
+        # The same predictions on every validation row, whatever the world size and plan they load into.
+        for metric in ("auc", "logloss", "calibration"):
+            assert again["valid"][metric] == pytest.approx(reference["valid"][metric], abs=1e-5), (nproc, metric)
+    longer = wukong_train(ml_dataset, tmp_path / "resume-1", "--max-steps", "150")
+    assert longer.returncode == 0 and longer.card()["steps"] == 150
+
+
+def test_a_killed_rank_is_restarted_from_the_last_checkpoint(ml_dataset: str, tmp_path: Path) -> None:
+    run = wukong_train(
+        ml_dataset,
+        tmp_path / "ft",
+        "--nproc",
+        "2",
+        "--max-restarts",
+        "1",
+        "--max-steps",
+        "150",
+        "--checkpoint-every",
+        "50",
+        "--log-every",
+        "1",
+        env={"WUKONG_FAULT_KILL_STEP": "90", "WUKONG_FAULT_KILL_RANK": "1"},
+    )
+    assert run.returncode == 0, run.output[-3000:]
+    assert "resumed from checkpoint step 50" in run.output
+    assert run.card()["steps"] == 150
+    logged = [r for r in run.history() if "loss" in r]
+    assert [r["step"] for r in logged] == list(range(1, 151)), "every step exactly once after the resume"
+    positions = [(r["epoch"], r["batch"]) for r in logged]
+    assert positions == [(0, i) for i in range(1, 151)], "the data position continues where the checkpoint was"
