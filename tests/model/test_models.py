@@ -118,12 +118,16 @@ def test_default_preset_builds_on_meta() -> None:
 @torch.no_grad()
 def _materialize_like_torchrec(module: torch.nn.Module) -> None:
     """What DistributedModelParallel does to a meta-device model: allocate each module's own
-    parameters, then call its reset_parameters(). Allocation fills NaN, so a module that cannot
-    re-initialise itself leaves NaN behind."""
+    parameters and buffers, then call its reset_parameters(). Allocation fills NaN (or -1 for
+    integer buffers), so a module that cannot re-initialise itself leaves garbage behind."""
     for sub in module.modules():
         own = [n for n, p in sub._parameters.items() if p is not None and p.is_meta]
         for name in own:
             sub._parameters[name] = torch.nn.Parameter(torch.full(sub._parameters[name].shape, float("nan")))
+        for name, buffer in sub._buffers.items():
+            if buffer is not None and buffer.is_meta:
+                fill = float("nan") if buffer.is_floating_point() else -1
+                sub._buffers[name] = torch.full(buffer.shape, fill, dtype=buffer.dtype)
         if own:
             assert hasattr(sub, "reset_parameters"), f"{type(sub).__name__} cannot be initialised from meta"
             sub.reset_parameters()
@@ -136,4 +140,9 @@ def test_meta_built_archs_initialise_like_real_ones(name: str, tiny: Config) -> 
         arch = build_arch(name, 7, config)
     _materialize_like_torchrec(arch)
     assert all(torch.isfinite(p).all() for p in arch.parameters())
-    assert torch.isfinite(arch(torch.randn(4, 7, config.embedding_dim))).all()
+    x = torch.randn(4, 7, config.embedding_dim)
+    assert torch.isfinite(arch(x)).all()
+    # Only the state dict defines the module: a real build with the same weights computes the same.
+    real = build_arch(name, 7, config)
+    real.load_state_dict(arch.state_dict())
+    torch.testing.assert_close(arch(x), real(x))

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from wukong.data.batch import random_batch
+from wukong.schema import FeatureSchema
 from wukong.train.outputs import load_trained_model
 
 from .conftest import wukong_train
@@ -51,6 +53,8 @@ def test_outputs_are_complete(two_and_one, ml_dataset: str) -> None:
     state = torch.load(two.folder / "model.pt", weights_only=True)
     assert any(k.startswith("embedding.ebc.embedding_bags.") for k in state)
     model, card = load_trained_model(str(two.folder))
+    batch = random_batch(FeatureSchema.from_dict(card["schema"]), 8)
+    assert torch.isfinite(model(batch.dense, batch.sparse)).all()
     assert card["dataset"]["uri"] == ml_dataset and len(card["dataset"]["manifest_sha256"]) == 64
     assert card["package_versions"]["torch"].startswith("2.") and card["examples_per_s"] > 0
     assert set(card["metrics"]["valid"]) >= {"auc", "logloss", "ne", "calibration", "rows"}

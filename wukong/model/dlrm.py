@@ -39,13 +39,15 @@ class DLRMArch(nn.Module):
     def __init__(self, num_features: int, dim: int, top_hidden: Sequence[int], num_dense_rows: int = 1) -> None:
         super().__init__()
         self.num_features, self.dim, self.num_dense_rows = num_features, dim, num_dense_rows
-        rows, cols = torch.triu_indices(num_features, num_features, offset=1)
-        self.register_buffer("pair_index", rows * num_features + cols, persistent=False)
-        self.top = MLP(num_dense_rows * dim + rows.numel(), top_hidden, out_features=1)
+        num_pairs = num_features * (num_features - 1) // 2
+        self.top = MLP(num_dense_rows * dim + num_pairs, top_hidden, out_features=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.bmm(x, x.transpose(1, 2)).flatten(1)
-        pairs = z.index_select(1, self.pair_index)
+        z = torch.bmm(x, x.transpose(1, 2))
+        # Built here, not kept as a buffer: a model materialised from the meta device (as TorchRec does)
+        # gets every non-persistent buffer uninitialised.
+        rows, cols = torch.triu_indices(self.num_features, self.num_features, offset=1, device=x.device)
+        pairs = z[:, rows, cols]
         return self.top(torch.cat([x[:, : self.num_dense_rows].flatten(1), pairs], dim=1)).squeeze(-1)
 
     def flops(self) -> FlopCount:
