@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 INSTALL_INPUTS := requirements/torch.txt requirements/base.txt requirements/torchrec.txt requirements/dev.txt pyproject.toml
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench results clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,17 @@ $(STAMP): $(INSTALL_INPUTS)
 	$(BIN)/python -c "import torch, fbgemm_gpu, torchrec, kfp, wukong; print('setup ok: torch', torch.__version__)"
 	touch $@
 
+# The main job, end to end on this machine: data -> 2-process TorchRec training -> evaluation.
+MOVIELENS ?= ../shared/data/ml-latest-small
+DEMO ?= runs/demo
 demo: setup
-	$(BIN)/wukong models --config default
+	$(BIN)/wukong data prepare --source movielens $(if $(wildcard $(MOVIELENS)/ratings.csv),--input $(MOVIELENS),) \
+		--output $(DEMO)/data --overwrite --quiet
+	$(BIN)/wukong data inspect $(DEMO)/data
+	$(BIN)/wukong models --config movielens --data $(DEMO)/data
+	rm -rf $(DEMO)/model $(DEMO)/eval
+	$(BIN)/wukong train --nproc 2 --data $(DEMO)/data --output $(DEMO)/model --config movielens --epochs 2
+	$(BIN)/wukong evaluate --model $(DEMO)/model --data $(DEMO)/data --split test --output $(DEMO)/eval
 
 test: setup
 	$(BIN)/python -m pytest
@@ -34,6 +43,10 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/data_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
+
+results: setup
+	$(BIN)/python benchmarks/results_movielens.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -11,11 +11,10 @@ import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
 
+from tests.conftest import free_port
 from wukong.io import StorageError, open_storage
 from wukong.io.local import LocalStorage
 from wukong.io.s3 import S3Storage
-
-from .conftest import free_port
 
 
 @pytest.fixture(params=["local", "file", "s3"])
@@ -153,3 +152,9 @@ def test_bad_credentials_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_uris(uri: str, message: str) -> None:
     with pytest.raises(StorageError, match=message):
         open_storage(uri)
+
+
+def test_create_exclusive_has_one_winner(store) -> None:
+    assert store.create_exclusive("claims/1", b"first") is True
+    assert store.create_exclusive("claims/1", b"second") is False
+    assert store.read_bytes("claims/1") == b"first"

@@ -41,8 +41,10 @@ class Run:
         return [r for r in self.history() if "valid" in r]
 
 
-def wukong_train(data: str, folder: Path, *args: str, env: dict | None = None, timeout: int = 300) -> Run:
-    """``wukong train`` in a subprocess (the real CLI, torchrun included when --nproc is given)."""
+def wukong_train(data: str, folder: Path | str, *args: str, env: dict | None = None, timeout: int = 300) -> Run:
+    """``wukong train`` in a subprocess (the real CLI, torchrun included when --nproc is given).
+
+    ``folder`` is the output: a local path (``Run`` helpers read it) or any URI."""
     command = [sys.executable, "-m", "wukong", "train", "--data", data, "--output", str(folder), *FAST, *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
-    return Run(result.returncode, result.stdout + result.stderr, folder)
+    return Run(result.returncode, result.stdout + result.stderr, Path(folder) if isinstance(folder, Path) else folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -107,3 +108,25 @@ def test_a_killed_rank_is_restarted_from_the_last_checkpoint(ml_dataset: str, tm
     assert [r["step"] for r in logged] == list(range(1, 151)), "every step exactly once after the resume"
     positions = [(r["epoch"], r["batch"]) for r in logged]
     assert positions == [(0, i) for i in range(1, 151)], "the data position continues where the checkpoint was"
+
+
+def test_data_and_checkpoints_on_s3(bucket: str) -> None:
+    """Dataset, checkpoints and outputs on an S3 API (moto); 2 ranks stage and upload, then resume."""
+    from wukong.data.prepare import PrepareOptions, prepare
+    from wukong.data.sources.synthetic import SyntheticSource
+    from wukong.io import open_storage
+
+    data = f"s3://{bucket}/data"
+    prepare(SyntheticSource(rows=20_000, seed=3, cardinality=500), data, PrepareOptions())
+    output = f"s3://{bucket}/run"
+    first = wukong_train(data, output, "--nproc", "2", "--max-steps", "40", "--checkpoint-every", "20")
+    assert first.returncode == 0, first.output[-3000:]
+    keys = {o.key for o in open_storage(output).list()}
+    assert {"model.pt", "model_card.json", "metrics.json", "history.jsonl"} <= keys
+    assert "checkpoints/step-000000040/wukong.json" in keys and "checkpoints/step-000000040/.metadata" in keys
+    assert {"checkpoints/step-000000040/__0_0.distcp", "checkpoints/step-000000040/__1_0.distcp"} <= keys
+    resumed = wukong_train(data, output, "--max-steps", "60")
+    assert resumed.returncode == 0, resumed.output[-3000:]
+    assert "resumed from checkpoint step 40" in resumed.output
+    card = json.loads(open_storage(output).read_bytes("model_card.json"))
+    assert card["steps"] == 60 and card["world_size"] == 1

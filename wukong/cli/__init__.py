@@ -11,16 +11,16 @@ import sys
 from collections.abc import Sequence
 
 from wukong import __version__
-from wukong.cli import data, models, train
+from wukong.cli import data, models, registry, train
 from wukong.config import ConfigError
 from wukong.data.errors import DataError
 from wukong.io import StorageError
+from wukong.registry.base import RegistryError
 
 USAGE_ERROR = 2
 
 # Subcommands whose capability lands with a later issue: (help, what brings it).
 PLANNED = {
-    "registry": ("register, list and fetch trained models", "the model registry"),
     "pipeline": ("compile, run or schedule the Kubeflow pipeline", "the Kubeflow pipeline"),
 }
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.register(commands)
     train.register(commands)
+    registry.register(commands)
     for name, (help_text, capability) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{help_text} [not built yet]", add_help=False)
         planned.set_defaults(func=_planned(name, capability))
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
-    except (ConfigError, DataError, StorageError) as error:
+    except (ConfigError, DataError, StorageError, RegistryError) as error:
         command = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
         print(f"wukong {command}: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -14,13 +14,20 @@ def _models(args: argparse.Namespace) -> int:
     from wukong.model.summary import summarize_models
 
     cfg = config_from(args)
-    schema = cfg.data.synthetic_schema()
+    if args.data:
+        from wukong.data.manifest import read_manifest
+        from wukong.io import open_storage
+
+        schema = read_manifest(open_storage(args.data)).schema
+    else:
+        schema = cfg.data.synthetic_schema()
     rows = [
         [s.name, f"{s.sparse_params:,}", f"{s.dense_params:,}", f"{s.total_params:,}", f"{s.mflops_per_example:.2f}"]
         for s in summarize_models(schema, cfg.model, args.models or MODEL_NAMES)
     ]
     print(
-        f"preset {args.config}: {len(schema.dense)} dense + {len(schema.sparse)} sparse features, "
+        f"preset {args.config}{' on ' + args.data if args.data else ''}: "
+        f"{len(schema.dense)} dense + {len(schema.sparse)} sparse features, "
         f"d={cfg.model.embedding_dim}, Wukong {cfg.model.num_layers} layers ({cfg.model.fm_projection} Y)"
     )
     headers = ["model", "embedding params", "dense params", "total params", "MFLOP/example"]
@@ -52,6 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="parameters and MFLOP/example of every model for a config")
     add_config_options(models)
     models.add_argument("--models", nargs="+", choices=MODEL_NAMES, help="models to list (default: all)")
+    models.add_argument("--data", metavar="URI", help="take the features from this dataset (default: the config's)")
     models.set_defaults(func=_models)
 
     config = commands.add_parser("config", help="print the resolved configuration as YAML")

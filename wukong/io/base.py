@@ -45,6 +45,13 @@ class Storage(ABC):
         """Publish a local file as ``key`` (multipart on S3 for large files). The local file is consumed."""
 
     @abstractmethod
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist yet, atomically; False if it already existed.
+
+        The basis of lock-free counters: of several writers racing for one key, exactly one wins.
+        """
+
+    @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod

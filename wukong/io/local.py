@@ -71,6 +71,24 @@ class LocalStorage(Storage):
             self._publish(key, lambda f: shutil.copyfileobj(src, f, 1 << 20))
         Path(local_path).unlink(missing_ok=True)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            try:
+                os.link(tmp, target)  # fails if the target exists: an atomic create-if-absent
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        except OSError as error:
+            raise self._fail("write", key, error) from None
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

@@ -27,3 +27,21 @@ def open_storage(uri: str) -> Storage:
 
         return S3Storage(parsed.netloc, parsed.path.lstrip("/"))
     raise StorageError(f"{uri}: unsupported scheme {parsed.scheme!r}; use a path, file:// or s3://")
+
+
+def _split(uri: str) -> tuple[str, str]:
+    parent, _, key = uri.rstrip("/").rpartition("/")
+    if not key:
+        raise StorageError(f"{uri}: expected the URI of an object, not of a folder")
+    return parent or ".", key
+
+
+def read_object(uri: str) -> bytes:
+    """The bytes of the object (or file) at a full URI: ``s3://bucket/run/metrics.json``, ``runs/x.json``."""
+    parent, key = _split(uri)
+    return open_storage(parent).read_bytes(key)
+
+
+def write_object(uri: str, data: bytes) -> None:
+    parent, key = _split(uri)
+    open_storage(parent).write_bytes(key, data)

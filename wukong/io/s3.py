@@ -86,6 +86,21 @@ class S3Storage(Storage):
         self._call(key, self.client.upload_file, str(local_path), self.bucket, self._key(key), Config=MULTIPART)
         Path(local_path).unlink(missing_ok=True)
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "412",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise self._explain(error, key) from None
+        except BotoCoreError as error:
+            raise self._explain(error, key) from None
+
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))

@@ -101,6 +101,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         if resume == "auto":
             self._resume()
+        elif self.checkpointer.latest() is not None:
+            raise DataError(
+                f"{output_uri}: holds checkpoints of an earlier run; use --resume auto to continue it, "
+                "or give a new --output"
+            )
 
     # ---- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
