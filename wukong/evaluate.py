@@ -7,8 +7,8 @@
   the base rate for everyone (the paper's and DLRM's headline metric);
 - ``calibration``: mean prediction / mean label (1 is calibrated);
 - ``rows``, ``positive_rate``;
-- curves: ROC points (at most ``max_points``) and a calibration curve (mean prediction vs mean label
-  in equal-count bins of the prediction).
+- curves: ROC points (at most ``max_points``), a calibration curve (mean prediction vs mean label
+  in equal-count bins of the prediction) and a confusion matrix.
 """
 
 from __future__ import annotations
@@ -42,11 +42,20 @@ def compute_metrics(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str
     }
 
 
-def curves(predictions: torch.Tensor, labels: torch.Tensor, max_points: int = 200, bins: int = 20) -> dict[str, Any]:
-    """ROC curve points and a calibration curve, as plain lists (JSON-ready)."""
-    fpr, tpr, _ = BinaryROC()(predictions.float(), labels.long())
+def curves(
+    predictions: torch.Tensor, labels: torch.Tensor, max_points: int = 200, bins: int = 20, threshold: float = 0.5
+) -> dict[str, Any]:
+    """ROC curve points, a calibration curve and the confusion matrix at ``threshold`` (rows: true
+    label 0/1, columns: predicted 0/1), as plain lists (JSON-ready)."""
+    fpr, tpr, thresholds = BinaryROC()(predictions.float(), labels.long())
     step = max(1, len(fpr) // max_points)
     keep = torch.cat([torch.arange(0, len(fpr), step), torch.tensor([len(fpr) - 1])]).unique()
+    predicted = predictions >= threshold
+    actual = labels.bool()
+    confusion = [
+        [int((~predicted & ~actual).sum()), int((predicted & ~actual).sum())],
+        [int((~predicted & actual).sum()), int((predicted & actual).sum())],
+    ]
     order = torch.argsort(predictions)
     calibration = []
     for part in torch.tensor_split(order, min(bins, len(order))):
@@ -58,4 +67,48 @@ def curves(predictions: torch.Tensor, labels: torch.Tensor, max_points: int = 20
                     "rows": len(part),
                 }
             )
-    return {"roc": {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}, "calibration": calibration}
+    return {
+        "roc": {
+            "fpr": fpr[keep].tolist(),
+            "tpr": tpr[keep].tolist(),
+            "thresholds": thresholds[keep].clamp(0, 1).tolist(),
+        },
+        "calibration": calibration,
+        "confusion_matrix": {"threshold": threshold, "labels": ["0", "1"], "matrix": confusion},
+    }
+
+
+def evaluate_model(model_uri: str, data_uri: str, split: str = "test", batch_size: int = 4096) -> dict[str, Any]:
+    """Metrics and curves of the trained model at ``model_uri`` on a split of ``data_uri``.
+
+    Single-process, or under torchrun (every rank reads its share; all get the full result).
+
+    Raises:
+        DataError: the dataset's features differ from those the model was trained on.
+    """
+    import os
+
+    from wukong.data.reader import DatasetReader
+    from wukong.schema import FeatureSchema
+    from wukong.train.outputs import check_schema, load_trained_model
+    from wukong.train.predict import predict
+
+    model, card = load_trained_model(model_uri)
+    rank, world = 0, 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from wukong.train.distributed import init_distributed
+
+        env = init_distributed()
+        rank, world = env.rank, env.world_size
+    reader = DatasetReader(data_uri, split, batch_size, rank=rank, world_size=world, shuffle=False, drop_last=False)
+    check_schema(FeatureSchema.from_dict(card["schema"]), reader.schema, data_uri)
+    model.eval()
+    probabilities, labels = predict(lambda b: model(b.dense, b.sparse), reader, torch.device("cpu"))
+    return {
+        "model": model_uri,
+        "model_name": card["model"],
+        "data": data_uri,
+        "split": split,
+        **compute_metrics(probabilities, labels),
+        "curves": curves(probabilities, labels),
+    }

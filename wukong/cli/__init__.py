@@ -11,26 +11,13 @@ import sys
 from collections.abc import Sequence
 
 from wukong import __version__
-from wukong.cli import data, models, registry, train
+from wukong.cli import data, models, pipeline, registry, train
 from wukong.config import ConfigError
 from wukong.data.errors import DataError
 from wukong.io import StorageError
 from wukong.registry.base import RegistryError
 
 USAGE_ERROR = 2
-
-# Subcommands whose capability lands with a later issue: (help, what brings it).
-PLANNED = {
-    "pipeline": ("compile, run or schedule the Kubeflow pipeline", "the Kubeflow pipeline"),
-}
-
-
-def _planned(name: str, capability: str):
-    def run(args: argparse.Namespace) -> int:
-        print(f"wukong {name}: not built yet ({capability} is a later milestone; see README, Roadmap)", file=sys.stderr)
-        return USAGE_ERROR
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(commands)
     train.register(commands)
     registry.register(commands)
-    for name, (help_text, capability) in PLANNED.items():
-        planned = commands.add_parser(name, help=f"{help_text} [not built yet]", add_help=False)
-        planned.set_defaults(func=_planned(name, capability))
+    pipeline.register(commands)
     models.register(commands)
     return parser
 
@@ -53,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     args.raw_argv = list(sys.argv[1:] if argv is None else argv)
-    if unknown and args.command not in PLANNED:
+    if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)

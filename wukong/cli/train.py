@@ -87,42 +87,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from wukong.data.reader import DatasetReader
-    from wukong.evaluate import compute_metrics, curves
+    from wukong.evaluate import evaluate_model
     from wukong.io import open_storage
-    from wukong.train.outputs import METRICS, check_schema, load_trained_model, write_json
-    from wukong.train.predict import predict
+    from wukong.train.outputs import METRICS, write_json
 
-    model, card = load_trained_model(args.model)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        from wukong.train.distributed import init_distributed
-
-        env = init_distributed()
-        rank, world = env.rank, env.world_size
-    else:
-        rank, world = 0, 1
-    reader = DatasetReader(
-        args.data, args.split, args.batch_size, rank=rank, world_size=world, shuffle=False, drop_last=False
-    )
-    from wukong.schema import FeatureSchema
-
-    check_schema(FeatureSchema.from_dict(card["schema"]), reader.schema, args.data)
-    model.eval()
-    probabilities, labels = predict(lambda b: model(b.dense, b.sparse), reader, torch.device("cpu"))
-    metrics = compute_metrics(probabilities, labels)
-    if rank == 0:
-        result = {
-            "model": args.model,
-            "data": args.data,
-            "split": args.split,
-            **metrics,
-            "curves": curves(probabilities, labels),
-        }
+    result = evaluate_model(args.model, args.data, args.split, args.batch_size)
+    if int(os.environ.get("RANK", "0")) == 0:
         write_json(open_storage(args.output), METRICS, result)
-        print(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+        shown = ("auc", "logloss", "ne", "calibration", "rows")
+        print(" ".join(f"{k} {result[k]:.4f}" if isinstance(result[k], float) else f"{k} {result[k]}" for k in shown))
     return 0
 
 

@@ -32,6 +32,7 @@ from wukong.train.module import TrainModule
 from wukong.train.optim import build_optimizers, lr_factor, set_learning_rate
 from wukong.train.predict import predict
 from wukong.train.sharding import build_plan, format_plan, make_sharder, plan_rows
+from wukong.train.tensorboard import TensorBoard
 
 
 class TrainingDiverged(RuntimeError):
@@ -99,6 +100,7 @@ class Trainer:
         self.checkpointer = Checkpointer(output_uri, env, train.keep_checkpoints)
         self.progress = Progress()
         self.history: list[dict[str, Any]] = []
+        self.tensorboard = TensorBoard(self.output) if env.is_main else None
         if resume == "auto":
             self._resume()
         elif self.checkpointer.latest() is not None:
@@ -140,6 +142,7 @@ class Trainer:
         if self.env.is_main:
             body = "".join(json.dumps(r) + "\n" for r in self.history)
             self.output.write_bytes(outputs.HISTORY, body.encode())
+            self.tensorboard.publish()
 
     # ---- validation --------------------------------------------------------------------------
     def _validate(self, pipeline: TrainPipelineSparseDist | None) -> bool:
@@ -159,6 +162,8 @@ class Trainer:
         else:
             p.checks_without_gain += 1
         self.history.append({"step": p.step, "epoch": p.epoch, "valid": metrics})
+        if self.tensorboard:
+            self.tensorboard.scalars("valid", metrics, p.step)
         log(
             self.env,
             f"step {p.step}: valid auc {metrics['auc']:.4f} logloss {metrics['logloss']:.4f} ne {metrics['ne']:.4f}",
@@ -247,6 +252,8 @@ class Trainer:
         self.history.append(
             {"step": p.step, "epoch": p.epoch, "batch": p.batch, "loss": value, "lr": lr, "examples_per_s": rate}
         )
+        if self.tensorboard:
+            self.tensorboard.scalars("train", {"loss": value, "lr": lr, "examples_per_s": rate}, p.step)
         log(self.env, f"step {p.step} epoch {p.epoch} loss {value:.4f} ({rate:,.0f} examples/s)")
 
     def _finish(self, seconds: float, examples: int) -> dict[str, Any]:
@@ -291,4 +298,6 @@ class Trainer:
             )
         dist.barrier()
         self.checkpointer.close()
+        if self.tensorboard:
+            self.tensorboard.close()
         return summary

@@ -1,0 +1,14 @@
+"""Kubeflow Pipelines (v2) components, one per file, each a thin wrapper over :mod:`wukong.pipeline.steps`.
+
+Every component runs the same image (``IMAGE``) and imports ``wukong`` inside its body, as KFP
+lightweight components must. Secrets never travel as parameters: the pipeline injects S3
+credentials into each step with ``kfp.kubernetes.use_secret_as_env``.
+"""
+
+from components.evaluate import evaluate
+from components.image import IMAGE
+from components.ingest import ingest
+from components.register import register
+from components.train import train
+
+__all__ = ["IMAGE", "evaluate", "ingest", "register", "train"]

@@ -1,0 +1,28 @@
+"""Ingest: raw data → WebDataset shards + manifest at ``dataset_uri`` (a ``Dataset`` artifact)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest(source: str, input_uri: str, dataset_uri: str, rows: int, seed: int, dataset: Output[Dataset]) -> int:
+    """Prepare the dataset; the artifact's metadata holds its URI and manifest summary. Returns training rows."""
+    import json
+
+    from wukong.pipeline import steps
+
+    summary = steps.ingest(source, input_uri, dataset_uri, rows=rows, seed=seed)
+    dataset.metadata.update(
+        {
+            "uri": summary["uri"],
+            "run_id": summary["run_id"],
+            "rows": summary["rows"],
+            "rows_rejected": summary["rows_rejected"],
+            "features": summary["features"],
+        }
+    )
+    with open(dataset.path, "w") as f:
+        json.dump(summary, f, indent=1)
+    return int(summary["rows"]["train"])

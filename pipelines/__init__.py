@@ -1,0 +1,1 @@
+"""The Wukong training pipeline (KFP v2) and its compiled YAML."""

@@ -1,0 +1,102 @@
+"""``wukong_training_pipeline``: ingest → train → evaluate → (if AUC ≥ minimum) register and maybe promote.
+
+Compile with ``make pipeline`` (writes ``pipelines/wukong_training_pipeline.yaml``; a test fails when
+that file is stale). Run locally with ``wukong pipeline run --local``; on a cluster with
+``wukong pipeline submit`` or ``schedule``.
+"""
+
+from pathlib import Path
+
+from kfp import compiler, dsl, kubernetes
+
+from components import evaluate, ingest, register, train
+
+COMPILED = Path(__file__).with_name("wukong_training_pipeline.yaml")
+S3_SECRET = "wukong-s3-credentials"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (k8s/base/secret-template.yaml)
+DEFAULTS_CONFIG_MAP = "wukong-defaults"  # key AWS_ENDPOINT_URL (k8s/base/configmap.yaml)
+
+
+def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Credentials from a Secret and the object-store endpoint from a ConfigMap (ignored by kfp.local);
+    no caching, so a scheduled run always reads the newest data."""
+    kubernetes.use_secret_as_env(
+        task,
+        secret_name=S3_SECRET,
+        secret_key_to_env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
+    )
+    kubernetes.use_config_map_as_env(
+        task, config_map_name=DEFAULTS_CONFIG_MAP, config_map_key_to_env={"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
+    )
+    task.set_caching_options(False)
+    return task
+
+
+@dsl.pipeline(
+    name="wukong-training",
+    description="Raw logs to WebDataset shards, TorchRec training, evaluation, registration with a promotion gate.",
+)
+def wukong_training_pipeline(
+    source: str = "synthetic",
+    input_uri: str = "",
+    rows: int = 200_000,
+    seed: int = 0,
+    dataset_uri: str = "s3://wukong/datasets/synthetic",
+    model_name: str = "wukong",
+    preset: str = "default",
+    overrides: list = [],  # noqa: B006 (KFP pipeline parameters are declared by their defaults)
+    runs_root: str = "s3://wukong/runs",
+    launcher: str = "local",
+    nodes: int = 1,
+    nproc_per_node: int = 2,
+    gpus_per_node: int = 0,
+    eval_split: str = "test",
+    registry_uri: str = "s3://wukong/registry",
+    registered_name: str = "wukong-ctr",
+    min_auc: float = 0.7,
+    tolerance: float = 0.002,
+) -> str:
+    ingested = _on_cluster(ingest(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed))
+    ingested.set_display_name("ingest")
+    trained = _on_cluster(
+        train(
+            dataset=ingested.outputs["dataset"],
+            model_name=model_name,
+            preset=preset,
+            overrides=overrides,
+            runs_root=runs_root,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            launcher=launcher,
+            nodes=nodes,
+            nproc_per_node=nproc_per_node,
+            gpus_per_node=gpus_per_node,
+        )
+    )
+    trained.set_display_name("train")
+    evaluated = _on_cluster(
+        evaluate(dataset=ingested.outputs["dataset"], model=trained.outputs["model"], split=eval_split)
+    )
+    evaluated.set_display_name("evaluate")
+    with dsl.If(evaluated.outputs["Output"] >= min_auc, name="auc-above-minimum"):
+        registered = _on_cluster(
+            register(
+                dataset=ingested.outputs["dataset"],
+                model=trained.outputs["model"],
+                split=eval_split,
+                registry_uri=registry_uri,
+                registered_name=registered_name,
+                min_auc=min_auc,
+                tolerance=tolerance,
+                pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            )
+        )
+        registered.set_display_name("register")
+    return trained.outputs["Output"]
+
+
+def compile_pipeline(path: Path = COMPILED) -> Path:
+    compiler.Compiler().compile(wukong_training_pipeline, str(path))
+    return path
+
+
+if __name__ == "__main__":
+    print(compile_pipeline())

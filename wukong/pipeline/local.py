@@ -1,0 +1,121 @@
+"""``wukong pipeline run --local``: the whole pipeline on this machine with ``kfp.local``.
+
+Every step runs as a subprocess in this Python environment (``SubprocessRunner(use_venv=False)``):
+ingest into ``<workdir>/dataset``, train with local torchrun processes (gloo), evaluate, and register
+into an embedded registry at ``<workdir>/registry``. Kubernetes-only decorations (secrets, config
+maps) are ignored by the local runner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wukong.data.manifest import read_manifest
+from wukong.io import open_storage
+from wukong.registry import open_registry
+
+
+@dataclass
+class LocalRun:
+    workdir: Path
+    source: str = "synthetic"
+    input_uri: str = ""
+    rows: int = 50_000
+    seed: int = 0
+    model_name: str = "wukong"
+    preset: str = "tiny"
+    overrides: list[str] = field(default_factory=list)
+    nproc: int = 2
+    registered_name: str = "wukong-ctr"
+    min_auc: float = 0.6
+    tolerance: float = 0.002
+
+    def run(self) -> dict[str, Any]:
+        from kfp import local
+
+        from pipelines.wukong_pipeline import wukong_training_pipeline
+
+        workdir = self.workdir.absolute()
+        registry_uri = str(workdir / "registry")
+        production_before = open_registry(registry_uri).production(self.registered_name)
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "kfp"))
+        task = wukong_training_pipeline(
+            source=self.source,
+            input_uri=self.input_uri,
+            rows=self.rows,
+            seed=self.seed,
+            dataset_uri=str(workdir / "dataset"),
+            model_name=self.model_name,
+            preset=self.preset,
+            overrides=self.overrides,
+            runs_root=str(workdir / "runs"),
+            launcher="local",
+            nproc_per_node=self.nproc,
+            registry_uri=registry_uri,
+            registered_name=self.registered_name,
+            min_auc=self.min_auc,
+            tolerance=self.tolerance,
+        )
+        return summarize(str(workdir / "dataset"), task.output, registry_uri, self.registered_name, production_before)
+
+
+def summarize(dataset_uri: str, run_uri: str, registry_uri: str, name: str, production_before) -> dict[str, Any]:
+    manifest = read_manifest(open_storage(dataset_uri))
+    run = open_storage(run_uri)
+    card = json.loads(run.read_bytes("model_card.json"))
+    evaluation = json.loads(run.read_bytes("eval-test.json"))
+    registry = open_registry(registry_uri)
+    registered = next((v for v in registry.versions(name) if v.lineage.get("training_output") == run_uri), None)
+    production = registry.production(name)
+    return {
+        "dataset": {"uri": dataset_uri, "rows": {s: manifest.rows(s) for s in manifest.splits}},
+        "model": {
+            "name": card["model"],
+            "mflops_per_example": card["mflops_per_example"],
+            "steps": card["steps"],
+            "output": run_uri,
+        },
+        "test": {k: evaluation[k] for k in ("auc", "logloss", "ne", "calibration", "rows")},
+        "production_before": production_before.to_dict() if production_before else None,
+        "registered_version": registered.version if registered else None,
+        "production_now": production.version if production else None,
+        "report": run.uri("report-test.html"),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    before = summary["production_before"]
+    test = summary["test"]
+    lines = [
+        "",
+        "pipeline finished",
+        f"  dataset     {summary['dataset']['uri']}: "
+        + ", ".join(f"{k} {v:,}" for k, v in summary["dataset"]["rows"].items()),
+        f"  model       {summary['model']['name']} ({summary['model']['mflops_per_example']:.2f} MFLOP/example, "
+        f"{summary['model']['steps']} steps) -> {summary['model']['output']}",
+        f"  test        AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}  NE {test['ne']:.4f}  ({test['rows']:,} rows)",
+        "  production  "
+        + (
+            f"was version {before['version']}: AUC {before['metrics'].get('auc', float('nan')):.4f}  "
+            f"LogLoss {before['metrics'].get('logloss', float('nan')):.4f}"
+            if before
+            else "none before this run"
+        ),
+    ]
+    if summary["registered_version"] is None:
+        lines.append("  registry    not registered (AUC below the minimum)")
+    else:
+        promoted = summary["production_now"] == summary["registered_version"]
+        lines.append(
+            f"  registry    version {summary['registered_version']} registered; "
+            + (
+                "promoted to production"
+                if promoted
+                else f"not promoted (production stays version {summary['production_now']})"
+            )
+        )
+    lines.append(f"  report      {summary['report']}")
+    return "\n".join(lines)

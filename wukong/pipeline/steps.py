@@ -1,0 +1,106 @@
+"""The four pipeline steps. Each takes and returns plain values, so a KFP component, a test or a
+script can call it; none imports KFP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from wukong.data.errors import DataError
+from wukong.io import open_storage
+from wukong.registry import Gate, open_registry
+
+LAUNCHERS = ("local", "pytorchjob")
+
+
+def ingest(
+    source: str, input_uri: str, dataset_uri: str, rows: int = 100_000, seed: int = 0, shard_rows: int = 200_000
+) -> dict[str, Any]:
+    """Raw data → a published dataset at ``dataset_uri`` (replacing the previous one). Returns its summary."""
+    from wukong.data.prepare import PrepareOptions, prepare
+    from wukong.data.sources import open_source
+
+    source_obj = open_source(source, Path(input_uri) if input_uri else None, rows=rows, seed=seed)
+    manifest = prepare(source_obj, dataset_uri, PrepareOptions(seed=seed, shard_rows=shard_rows, overwrite=True))
+    return {
+        "uri": dataset_uri,
+        "source": source,
+        "run_id": manifest.run_id,
+        "rows": {split: manifest.rows(split) for split in manifest.splits},
+        "rows_rejected": manifest.source.get("rows_rejected", 0),
+        "features": {"dense": len(manifest.schema.dense), "sparse": len(manifest.schema.sparse)},
+        "bytes": manifest.bytes(),
+    }
+
+
+def train(
+    dataset_uri: str,
+    output_uri: str,
+    model_name: str,
+    preset: str,
+    overrides: list[str] | None = None,
+    launcher: str = "local",
+    nproc_per_node: int = 2,
+    nodes: int = 1,
+    gpus_per_node: int = 0,
+) -> dict[str, Any]:
+    """Train ``model_name`` and return its model card. ``launcher``: ``local`` runs torchrun inside this
+    process's machine; ``pytorchjob`` submits a multi-node PyTorchJob (see :mod:`wukong.launch`)."""
+    if launcher not in LAUNCHERS:
+        raise DataError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+    args = ["--data", dataset_uri, "--output", output_uri, "--config", preset, "--model", model_name]
+    args += [item for override in overrides or [] for item in ("--set", override)]
+    if launcher == "pytorchjob":
+        try:
+            from wukong.launch import run_pytorchjob  # type: ignore[attr-defined]
+        except ImportError:
+            raise DataError(
+                "launcher=pytorchjob needs the Kubernetes launcher (wukong.launch), which is not built yet; "
+                "use launcher=local"
+            ) from None
+        run_pytorchjob(args, nodes=nodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node)
+    else:
+        command = [sys.executable, "-m", "wukong", "train", "--nproc", str(nproc_per_node), *args]
+        result = subprocess.run(command)
+        if result.returncode:
+            raise RuntimeError(f"training failed (exit code {result.returncode}); see the log above")
+    return json.loads(open_storage(output_uri).read_bytes("model_card.json"))
+
+
+def evaluate(model_uri: str, dataset_uri: str, split: str = "test") -> dict[str, Any]:
+    """Metrics (and curves) of the trained model on ``split``; also written to ``<model_uri>/eval-<split>.json``."""
+    from wukong.evaluate import evaluate_model
+
+    result = evaluate_model(model_uri, dataset_uri, split)
+    open_storage(model_uri).write_bytes(f"eval-{split}.json", json.dumps(result, indent=1).encode())
+    return result
+
+
+def register(
+    model_uri: str,
+    metrics: dict[str, Any],
+    registry_uri: str,
+    registered_name: str,
+    min_auc: float,
+    tolerance: float,
+    lineage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register the model with its metrics and lineage; promote it to production if it passes the gate."""
+    registry = open_registry(registry_uri)
+    production = registry.production(registered_name)
+    headline = {k: metrics[k] for k in ("auc", "logloss", "ne", "calibration", "rows") if k in metrics}
+    version = registry.register(registered_name, model_uri, headline, lineage)
+    promote, reason = Gate(min_auc, tolerance).check(headline, production.metrics if production else None)
+    if promote:
+        registry.promote(registered_name, version.version)
+    return {
+        "name": registered_name,
+        "version": version.version,
+        "uri": version.uri,
+        "promoted": promote,
+        "reason": reason,
+        "production_before": production.to_dict() if production else None,
+    }
