@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 INSTALL_INPUTS := requirements/torch.txt requirements/base.txt requirements/torchrec.txt requirements/dev.txt pyproject.toml
 
-.PHONY: setup demo test lint bench results clean
+.PHONY: setup demo test lint bench results pipeline clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,9 @@ bench: setup
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+
+pipeline: setup
+	$(BIN)/wukong pipeline compile
 
 results: setup
 	$(BIN)/python benchmarks/results_movielens.py

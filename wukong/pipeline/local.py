@@ -9,6 +9,7 @@ maps) are ignored by the local runner.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ class LocalRun:
         registry_uri = str(workdir / "registry")
         production_before = open_registry(registry_uri).production(self.registered_name)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "kfp"))
+        # Each step names the project image; locally this environment *is* that image's environment.
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
         task = wukong_training_pipeline(
             source=self.source,
             input_uri=self.input_uri,
@@ -96,7 +99,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:,}" for k, v in summary["dataset"]["rows"].items()),
         f"  model       {summary['model']['name']} ({summary['model']['mflops_per_example']:.2f} MFLOP/example, "
         f"{summary['model']['steps']} steps) -> {summary['model']['output']}",
-        f"  test        AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}  NE {test['ne']:.4f}  ({test['rows']:,} rows)",
+        f"  test        AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}  NE {test['ne']:.4f}"
+        f"  ({test['rows']:,} rows)",
         "  production  "
         + (
             f"was version {before['version']}: AUC {before['metrics'].get('auc', float('nan')):.4f}  "

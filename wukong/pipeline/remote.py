@@ -33,7 +33,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def check_params(params: dict[str, Any], package: Path) -> None:
-    spec = yaml.safe_load(package.read_text())
+    spec = next(yaml.safe_load_all(package.read_text()))  # the pipeline spec; a platform spec may follow
     known = set(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
     unknown = sorted(set(params) - known)
     if unknown:

@@ -1,0 +1,136 @@
+"""The Kubeflow pipeline: the whole run under kfp.local, each component's function, the compiled YAML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
+
+from components import evaluate, ingest, register, train
+from pipelines.wukong_pipeline import COMPILED, compile_pipeline
+from wukong.data.errors import DataError
+from wukong.pipeline import steps
+from wukong.pipeline.local import LocalRun
+from wukong.registry import open_registry
+
+QUICK = ["train.max_steps=60", "train.batch_size=256"]
+
+
+@pytest.mark.slow
+def test_whole_pipeline_under_kfp_local(tmp_path: Path) -> None:
+    summary = LocalRun(workdir=tmp_path, rows=20_000, overrides=QUICK, min_auc=0.5).run()
+    assert summary["dataset"]["rows"]["train"] > 15_000
+    registry = open_registry(str(tmp_path / "registry"))
+    versions = registry.versions("wukong-ctr")
+    assert [v.version for v in versions] == [1] and summary["registered_version"] == 1
+    assert versions[0].metrics["auc"] == pytest.approx(summary["test"]["auc"])
+    assert versions[0].lineage["dataset"] == str(tmp_path / "dataset")
+    assert summary["production_now"] == 1  # nothing in production before: promoted
+    report = Path(summary["report"]).read_text()
+    assert report.count('src="data:image/png;base64,') == 3 and "<script" not in report
+
+
+def fake_output(kind, tmp_path: Path, name: str):
+    path = tmp_path / "artifacts" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return kind(name=name, uri=str(path), metadata={})
+
+
+def test_component_functions_chain(tmp_path: Path) -> None:
+    dataset = fake_output(Dataset, tmp_path, "dataset")
+    rows = ingest.python_func(
+        source="synthetic", input_uri="", dataset_uri=str(tmp_path / "ds"), rows=8_000, seed=1, dataset=dataset
+    )
+    assert rows == dataset.metadata["rows"]["train"] and dataset.metadata["uri"] == str(tmp_path / "ds")
+    assert json.loads(Path(dataset.path).read_text())["run_id"] == dataset.metadata["run_id"]
+
+    model, metrics = fake_output(Model, tmp_path, "model"), fake_output(Metrics, tmp_path, "metrics")
+    out = train.python_func(
+        dataset=dataset,
+        model_name="dcnv2",
+        preset="tiny",
+        overrides=QUICK,
+        runs_root=str(tmp_path / "runs"),
+        run_id="r1",
+        launcher="local",
+        nodes=1,
+        nproc_per_node=1,
+        gpus_per_node=0,
+        model=model,
+        metrics=metrics,
+    )
+    assert out == str(tmp_path / "runs" / "r1") == model.metadata["uri"]
+    assert model.metadata["model"] == "dcnv2" and "valid_auc" in metrics.metadata
+
+    eval_metrics = fake_output(Metrics, tmp_path, "eval")
+    classification = fake_output(ClassificationMetrics, tmp_path, "cls")
+    report = fake_output(HTML, tmp_path, "report")
+    auc = evaluate.python_func(
+        dataset=dataset, model=model, split="test", metrics=eval_metrics, classification=classification, report=report
+    )
+    assert auc == pytest.approx(eval_metrics.metadata["auc"])
+    assert len(classification.metadata["confidenceMetrics"]) > 5
+    matrix = classification.metadata["confusionMatrix"]["rows"]
+    assert sum(sum(r["row"]) for r in matrix) == eval_metrics.metadata["rows"]
+    assert "<img" in Path(report.path).read_text()
+
+    result = json.loads(
+        register.python_func(
+            dataset=dataset,
+            model=model,
+            split="test",
+            registry_uri=str(tmp_path / "reg"),
+            registered_name="ctr",
+            min_auc=0.0,
+            tolerance=0.0,
+            pipeline_run="p1",
+        )
+    )
+    assert result["version"] == 1 and result["promoted"] is True
+    assert open_registry(str(tmp_path / "reg")).get("ctr", 1).lineage["pipeline_run"] == "p1"
+
+
+def training_output(folder: Path, seed: int) -> str:
+    import torch
+
+    folder.mkdir(parents=True)
+    torch.save({"w": torch.full((2,), float(seed))}, folder / "model.pt")
+    (folder / "model_card.json").write_text(json.dumps({"model": "wukong"}))
+    return str(folder)
+
+
+def test_promotion_gate_in_the_register_step(tmp_path: Path) -> None:
+    registry = str(tmp_path / "reg")
+    first = steps.register(training_output(tmp_path / "a", 1), {"auc": 0.75}, registry, "ctr", 0.6, 0.01)
+    worse = steps.register(training_output(tmp_path / "b", 2), {"auc": 0.70}, registry, "ctr", 0.6, 0.01)
+    better = steps.register(training_output(tmp_path / "c", 3), {"auc": 0.80}, registry, "ctr", 0.6, 0.01)
+    assert (first["version"], first["promoted"]) == (1, True)
+    assert (worse["version"], worse["promoted"]) == (2, False) and "worse than production" in worse["reason"]
+    assert (better["version"], better["promoted"]) == (3, True)
+    assert better["production_before"]["version"] == 1
+    assert open_registry(registry).production("ctr").version == 3
+
+
+def test_pytorchjob_launcher_without_the_kubernetes_module_is_explained(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="launcher"):
+        steps.train("d", str(tmp_path), "wukong", "tiny", launcher="slurm")
+
+
+def test_compiled_pipeline_is_up_to_date_and_holds_no_secrets(tmp_path: Path) -> None:
+    fresh = compile_pipeline(tmp_path / "fresh.yaml").read_text()
+    assert fresh == COMPILED.read_text(), "pipelines/wukong_training_pipeline.yaml is stale: run `make pipeline`"
+    documents = list(yaml.safe_load_all(fresh))
+    spec, platform = documents[0], documents[1]
+    assert set(spec["root"]["dag"]["tasks"]) >= {"ingest", "train", "evaluate", "condition-1"}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor in executors.values():
+        secrets = executor["secretAsEnv"]
+        assert secrets[0]["secretName"] == "wukong-s3-credentials"
+        assert {k["envVar"] for k in secrets[0]["keyToEnv"]} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    # No credential values anywhere: no access-key-shaped strings, no well-known test or default secrets.
+    assert not re.search(r"AKIA[0-9A-Z]{16}|minioadmin|aws_secret_access_key\s*[:=]\s*\S", fresh, re.IGNORECASE)
+    assert "testing" not in fresh
