@@ -118,11 +118,9 @@ def schedule(
 def schedules(client: Any, host: str, action: str | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
     """List recurring runs, or enable / disable / delete one (then list)."""
     if action:
-        operation = {
-            "enable": client.enable_recurring_run,
-            "disable": client.disable_recurring_run,
-            "delete": client.delete_recurring_run,
-        }[action]
+        if action not in ("enable", "disable", "delete"):
+            raise PipelineError(f"unknown action {action!r}; use enable, disable or delete")
+        operation = getattr(client, f"{action}_recurring_run")
         _call(host, f"{action} of recurring run {run_id}", lambda: operation(run_id))
     response = _call(host, "listing recurring runs", lambda: client.list_recurring_runs(page_size=100))
     runs = getattr(response, "recurring_runs", None) or []
