@@ -21,17 +21,13 @@ $(STAMP): $(INSTALL_INPUTS)
 	$(BIN)/python -c "import torch, fbgemm_gpu, torchrec, kfp, wukong; print('setup ok: torch', torch.__version__)"
 	touch $@
 
-# The main job, end to end on this machine: data -> 2-process TorchRec training -> evaluation.
+# The main job: the whole Kubeflow pipeline on this machine (kfp.local): MovieLens (or synthetic data when
+# the shared copy is absent) -> shards -> 2-process TorchRec training -> evaluation -> registry with a gate.
 MOVIELENS ?= ../shared/data/ml-latest-small
 DEMO ?= runs/demo
+DEMO_SOURCE := $(if $(wildcard $(MOVIELENS)/ratings.csv),--source movielens --input $(MOVIELENS) --preset movielens,--source synthetic --rows 200000 --preset tiny)
 demo: setup
-	$(BIN)/wukong data prepare --source movielens $(if $(wildcard $(MOVIELENS)/ratings.csv),--input $(MOVIELENS),) \
-		--output $(DEMO)/data --overwrite --quiet
-	$(BIN)/wukong data inspect $(DEMO)/data
-	$(BIN)/wukong models --config movielens --data $(DEMO)/data
-	rm -rf $(DEMO)/model $(DEMO)/eval
-	$(BIN)/wukong train --nproc 2 --data $(DEMO)/data --output $(DEMO)/model --config movielens --epochs 2
-	$(BIN)/wukong evaluate --model $(DEMO)/model --data $(DEMO)/data --split test --output $(DEMO)/eval
+	$(BIN)/wukong pipeline run --local --workdir $(DEMO) $(DEMO_SOURCE) --min-auc 0.6
 
 test: setup
 	$(BIN)/python -m pytest

@@ -127,12 +127,12 @@ def write(table: str, rows: list[dict], seeds: list[int]) -> None:
     noise = max(best_wukong["auc"][1], best_baseline["auc"][1])
     verdict = (
         f"Best Wukong variant ({best_wukong['label']}) vs best baseline ({best_baseline['label']}): "
-        f"{gap:+.4f} test AUC (seed std up to {noise:.4f}). "
+        f"{gap:+.4f} test AUC, {abs(gap) / noise if noise else float('inf'):.1f}x the larger seed standard deviation "
+        f"({noise:.4f}). "
         + (
-            "Wukong is at least as good as the best baseline."
+            "Wukong is at least as good as the best baseline on this data."
             if gap >= 0
-            else "Wukong is NOT better than the best baseline here"
-            + (" (within seed noise)." if -gap <= 2 * noise else ".")
+            else "Wukong is not better than the best baseline on this data."
         )
     )
     text = f"""# Results on real data: MovieLens ml-latest-small

@@ -1,7 +1,7 @@
 """Evaluate: metrics, the ROC curve and confusion matrix for the Kubeflow UI, and an HTML report."""
 
 from kfp import dsl
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.image import IMAGE
 
@@ -14,6 +14,7 @@ def evaluate(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     report: Output[HTML],
+    summary: Output[Markdown],
 ) -> float:
     """Returns the AUC (for the pipeline's registration condition); all metrics go to the artifacts and to
     ``eval-<split>.json`` in the training output."""
@@ -21,7 +22,7 @@ def evaluate(
 
     from wukong.io import open_storage
     from wukong.pipeline import steps
-    from wukong.pipeline.report import render
+    from wukong.pipeline.report import markdown, render
 
     result = steps.evaluate(model.metadata["uri"], dataset.metadata["uri"], split)
     headline = {k: result[k] for k in ("auc", "logloss", "ne", "calibration", "rows", "positive_rate")}
@@ -39,4 +40,6 @@ def evaluate(
     with open(report.path, "w") as f:
         f.write(html)
     run.write_bytes(f"report-{split}.html", html.encode())
+    with open(summary.path, "w") as f:
+        f.write(markdown(card, result))
     return float(result["auc"])

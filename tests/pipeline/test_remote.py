@@ -137,3 +137,33 @@ def test_unreachable_host_is_one_line_exit_2(capsys: pytest.CaptureFixture[str])
     assert main(["pipeline", "submit", "--host", host]) == 2
     err = capsys.readouterr().err.strip()
     assert host in err and len(err.splitlines()) == 1
+
+
+def test_refused_authentication_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A stand-in KFP API server that answers 401 to everything, as one behind an auth proxy does."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def _refuse(self) -> None:
+            body = b'{"error": "unauthenticated", "code": 16}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _refuse
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"http://127.0.0.1:{server.server_port}"
+        assert main(["pipeline", "submit", "--host", host]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "HTTP 401: authentication refused" in err and len(err.splitlines()) == 1
+    finally:
+        server.shutdown()

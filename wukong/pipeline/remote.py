@@ -49,10 +49,32 @@ def check_cron(cron: str) -> None:
         )
 
 
+def probe(host: str, timeout: float = 10.0) -> None:
+    """One quick request to the API's health endpoint, so that an unreachable host or refused
+    credentials fail at once with a clear reason (kfp.Client retries its own probe for ~25 s and
+    then reports neither)."""
+    import urllib.error
+    import urllib.request
+
+    url = host.rstrip("/") + "/apis/v2beta1/healthz"
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise PipelineError(
+                f"{host}: HTTP {error.code}: authentication refused; check the token or cookies for this host"
+            ) from None
+        # Other statuses (404 behind some proxies) are left for kfp.Client to judge.
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise PipelineError(f"{host}: cannot connect to Kubeflow Pipelines ({reason}); check --host") from None
+
+
 def connect(host: str, factory: Callable[..., Any] | None = None) -> Any:
     if factory is None:
         import kfp
 
+        probe(host)
         factory = kfp.Client
     try:
         return factory(host=host)

@@ -85,3 +85,17 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto;max-height:30em}}</style></hea
 <h2>Model card</h2><pre>{html.escape(json.dumps(card, indent=1, default=str))}</pre>
 </body></html>
 """
+
+
+def markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    """A short Markdown summary for the Kubeflow UI's Markdown viewer."""
+    rows = "\n".join(
+        f"| {k} | {evaluation[k]:.4f} |" if isinstance(evaluation[k], float) else f"| {k} | {evaluation[k]} |"
+        for k in ("auc", "logloss", "ne", "calibration", "rows")
+    )
+    return (
+        f"## {card.get('model')} on the {evaluation.get('split')} split\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n"
+        f"{card.get('mflops_per_example', 0):.2f} MFLOP/example, {card.get('steps')} steps "
+        f"(best at step {card.get('best_step')}), trained on {card.get('world_size')} process(es).\n"
+    )
