@@ -54,13 +54,8 @@ def train(
     args = ["--data", dataset_uri, "--output", output_uri, "--config", preset, "--model", model_name]
     args += [item for override in overrides or [] for item in ("--set", override)]
     if launcher == "pytorchjob":
-        try:
-            from wukong.launch import run_pytorchjob  # type: ignore[attr-defined]
-        except ImportError:
-            raise DataError(
-                "launcher=pytorchjob needs the Kubernetes launcher (wukong.launch), which is not built yet; "
-                "use launcher=local"
-            ) from None
+        from wukong.launch import run_pytorchjob
+
         run_pytorchjob(args, nodes=nodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node)
     else:
         command = [sys.executable, "-m", "wukong", "train", "--nproc", str(nproc_per_node), *args]
