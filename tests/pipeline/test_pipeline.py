@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp.dsl import HTML, ClassificationMetrics, Dataset, Metrics, Model
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from components import evaluate, ingest, register, train
 from pipelines.wukong_pipeline import COMPILED, compile_pipeline
@@ -69,9 +69,17 @@ def test_component_functions_chain(tmp_path: Path) -> None:
     eval_metrics = fake_output(Metrics, tmp_path, "eval")
     classification = fake_output(ClassificationMetrics, tmp_path, "cls")
     report = fake_output(HTML, tmp_path, "report")
+    summary = fake_output(Markdown, tmp_path, "summary")
     auc = evaluate.python_func(
-        dataset=dataset, model=model, split="test", metrics=eval_metrics, classification=classification, report=report
+        dataset=dataset,
+        model=model,
+        split="test",
+        metrics=eval_metrics,
+        classification=classification,
+        report=report,
+        summary=summary,
     )
+    assert f"| auc | {auc:.4f} |" in Path(summary.path).read_text()
     assert auc == pytest.approx(eval_metrics.metadata["auc"])
     assert len(classification.metadata["confidenceMetrics"]) > 5
     matrix = classification.metadata["confusionMatrix"]["rows"]

@@ -39,7 +39,19 @@ def init_distributed(timeout_s: int = 600) -> DistEnv:
     else:
         device, backend = torch.device("cpu"), "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        timeout = timedelta(seconds=timeout_s)
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if restart is not None and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True):
+            # After torchrun restarts the workers, the agent's store may still hold the previous attempt's
+            # gloo/nccl addresses; a peer reading one connects to a dead port. Namespace keys per attempt.
+            agent = dist.TCPStore(
+                os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout
+            )
+            store = dist.PrefixStore(f"wukong/attempt_{restart}", agent)
+            rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, timeout=timeout)
     return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
 
 
