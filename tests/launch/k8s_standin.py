@@ -3,7 +3,7 @@ status transitions on each read, and serves the Master pod and its growing log.
 
 It implements only the endpoints the launcher calls, with the real paths and JSON shapes:
 
-- ``POST|GET|DELETE /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs[/{name}]``
+- ``POST|GET|DELETE /apis/kubeflow.org/v1/namespaces/{ns}/pytorchjobs[/{name}]`` (GET without a name lists)
 - ``GET /api/v1/namespaces/{ns}/pods?labelSelector=...``
 - ``GET /api/v1/namespaces/{ns}/pods/{pod}/log``
 """
@@ -52,6 +52,8 @@ class StandInCluster:
                 cluster.requests.append(("GET", path))
                 if match := JOB.match(path):
                     name = match.group(2)
+                    if name is None:
+                        return self._send(200, {"kind": "PyTorchJobList", "items": list(cluster.jobs.values())})
                     if name not in cluster.jobs:
                         return self._send(404, {"kind": "Status", "reason": "NotFound", "code": 404})
                     return self._send(200, cluster.read_job(name))

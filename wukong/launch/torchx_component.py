@@ -11,8 +11,6 @@ On Kubernetes, as a PyTorchJob through this project's ``kubeflow`` scheduler::
         --data s3://wukong/datasets/ml --output s3://wukong/runs/tx -j 4x8 --gpu 8
 """
 
-from __future__ import annotations
-
 import torchx.specs as specs
 from torchx.components.dist import torchrun
 

@@ -9,6 +9,7 @@ operator instead. This scheduler turns the (single-role, torchrun) AppDef into t
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,8 @@ def resources_from_app(app: AppDef, cfg: Mapping[str, CfgVal]) -> tuple[list[str
         raise ValueError("the kubeflow scheduler runs single-role (torchrun) apps")
     role: Role = app.roles[0]
     args = [str(a) for a in role.args]
+    if role.entrypoint in ("bash", "sh") and args[:1] == ["-c"]:  # dist.torchrun wraps its command in bash -c
+        args = shlex.split(args[1])
     if "wukong.train" not in args:
         raise ValueError("the kubeflow scheduler runs `-m wukong.train` apps (use the wukong.train component)")
     train_args = args[args.index("wukong.train") + 1 :]
