@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 # The stamp depends on every file that decides what is installed: a second `make setup` is a no-op.
 STAMP := $(VENV)/.installed
-INSTALL_INPUTS := requirements/torch.txt requirements/base.txt requirements/torchrec.txt requirements/dev.txt pyproject.toml
+INSTALL_INPUTS := $(wildcard requirements/*.txt) pyproject.toml
 
-.PHONY: setup demo test lint bench results pipeline clean
+.PHONY: setup demo test lint bench results pipeline manifests images clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): $(INSTALL_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements/torch.txt
-	$(PIP) install -r requirements/base.txt -r requirements/dev.txt
+	$(PIP) install -r requirements/base.txt -r requirements/fbgemm-cpu.txt -r requirements/dev.txt
 	$(PIP) install --no-deps -r requirements/torchrec.txt
 	$(PIP) install --no-deps -e .
 	$(BIN)/python -c "import torch, fbgemm_gpu, torchrec, kfp, wukong; print('setup ok: torch', torch.__version__)"
@@ -43,6 +43,19 @@ bench: setup
 
 pipeline: setup
 	$(BIN)/wukong pipeline compile
+
+manifests: setup
+	$(BIN)/python -m wukong.launch.examples
+
+# Container images, with docker or podman when one is present (neither runs on every machine).
+CONTAINER_TOOL := $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+images:
+	@if [ -z "$(CONTAINER_TOOL)" ] || ! $(CONTAINER_TOOL) info >/dev/null 2>&1; then \
+		echo "make images: no working docker or podman here; nothing built (hadolint checks run in make test)"; \
+	else \
+		$(CONTAINER_TOOL) build -f images/Dockerfile.cpu -t wukong:0.1.0-cpu . && \
+		$(CONTAINER_TOOL) build -f images/Dockerfile.cuda -t wukong:0.1.0-cuda . ; \
+	fi
 
 results: setup
 	$(BIN)/python benchmarks/results_movielens.py

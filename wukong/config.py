@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,8 @@ from wukong.schema import FeatureSchema
 
 MODEL_NAMES = ("wukong", "dlrm", "dcnv2", "finalmlp")
 FM_PROJECTIONS = ("static", "attentive")
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The presets folder: the repository's configs/ (editable installs), or WUKONG_CONFIGS (images set it).
+PRESETS_DIR = Path(os.environ.get("WUKONG_CONFIGS") or Path(__file__).resolve().parent.parent / "configs")
 
 
 class ConfigError(ValueError):

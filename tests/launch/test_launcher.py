@@ -124,3 +124,48 @@ def test_the_wait_bound_is_honoured() -> None:
             launcher.run(build_pytorchjob("wukong-train-slow", ARGS, JobResources(namespace="ml")))
     finally:
         cluster.close()
+
+
+def test_pipeline_train_step_with_the_pytorchjob_launcher(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """steps.train(launcher="pytorchjob") as the KFP step runs it: kubeconfig → stand-in API server."""
+    from wukong.pipeline import steps
+
+    cluster = StandInCluster(["Created", "Running", "Succeeded"])
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "standin",
+                "clusters": [{"name": "standin", "cluster": {"server": cluster.url}}],
+                "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "u", "namespace": "ml"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "model_card.json").write_text(json.dumps({"model": "wukong", "steps": 5}))
+    for key, value in {
+        "KUBECONFIG": str(kubeconfig),
+        "WUKONG_NAMESPACE": "ml",
+        "WUKONG_IMAGE": "reg/wukong:cuda",
+        "WUKONG_NODE_SELECTOR": "pool=h100",
+        "WUKONG_JOB_POLL_S": "0.01",
+        "KUBERNETES_SERVICE_HOST": "",
+    }.items():
+        monkeypatch.setenv(key, value)
+    try:
+        card = steps.train("s3://d", str(output), "wukong", "criteo", launcher="pytorchjob", nodes=2, gpus_per_node=8)
+    finally:
+        cluster.close()
+    assert card == {"model": "wukong", "steps": 5}
+    (job,) = cluster.jobs.values()
+    spec = job["spec"]
+    assert job["metadata"]["namespace"] == "ml" and job["metadata"]["name"] == job_name(str(output))
+    assert spec["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1 and spec["nprocPerNode"] == "8"
+    pod = spec["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "h100"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert pod["containers"][0]["image"] == "reg/wukong:cuda"

@@ -151,29 +151,39 @@ def _api_client() -> k8s.ApiClient:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # KUBECONFIG is read now (the client library reads it once, at import).
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
     return k8s.ApiClient()
 
 
 def run_pytorchjob(train_args: list[str], nodes: int, nproc_per_node: int, gpus_per_node: int) -> dict[str, Any]:
     """What the pipeline's train step does with ``launcher=pytorchjob`` (inside a KFP pod).
 
-    Image, namespace and wait bound come from the environment (``WUKONG_IMAGE``, the pod's namespace
-    or ``WUKONG_NAMESPACE``, ``WUKONG_JOB_TIMEOUT_S``); the job name from the run's output URI.
+    Image, namespace, node selector, priority class and wait bound come from the environment
+    (``WUKONG_IMAGE``, ``WUKONG_NAMESPACE`` or the pod's namespace, ``WUKONG_NODE_SELECTOR``,
+    ``WUKONG_PRIORITY_CLASS``, ``WUKONG_JOB_TIMEOUT_S``: the ``wukong-defaults`` ConfigMap); the job name
+    from the run's output URI, so a retried step follows the job its first attempt created.
     """
     namespace = os.environ.get("WUKONG_NAMESPACE") or (
         NAMESPACE_FILE.read_text().strip() if NAMESPACE_FILE.exists() else "kubeflow"
     )
+    selector = os.environ.get("WUKONG_NODE_SELECTOR", "")  # key=value[,key=value], e.g. from the ConfigMap
     resources = JobResources(
         image=os.environ.get("WUKONG_IMAGE", JobResources.image),
         namespace=namespace,
         nodes=nodes,
         nproc_per_node=gpus_per_node or nproc_per_node,
         gpus_per_node=gpus_per_node,
+        node_selector=dict(item.split("=", 1) for item in selector.split(",") if "=" in item),
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}] if gpus_per_node else [],
+        priority_class=os.environ.get("WUKONG_PRIORITY_CLASS") or None,
     )
     output = train_args[train_args.index("--output") + 1]
     job = build_pytorchjob(job_name(output), train_args, resources)
     launcher = PyTorchJobLauncher(
-        _api_client(), namespace, timeout_seconds=float(os.environ.get("WUKONG_JOB_TIMEOUT_S", 14 * 24 * 3600))
+        _api_client(),
+        namespace,
+        poll_seconds=float(os.environ.get("WUKONG_JOB_POLL_S", 15)),
+        timeout_seconds=float(os.environ.get("WUKONG_JOB_TIMEOUT_S", 14 * 24 * 3600)),
     )
     return launcher.run(job, delete_on_success=os.environ.get("WUKONG_DELETE_JOB", "") == "1")
