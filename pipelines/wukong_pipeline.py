@@ -16,16 +16,27 @@ S3_SECRET = "wukong-s3-credentials"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS
 DEFAULTS_CONFIG_MAP = "wukong-defaults"  # key AWS_ENDPOINT_URL (k8s/base/configmap.yaml)
 
 
-def _on_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
+LAUNCH_SETTINGS = (
+    "WUKONG_IMAGE",
+    "WUKONG_NAMESPACE",
+    "WUKONG_JOB_TIMEOUT_S",
+    "WUKONG_NODE_SELECTOR",
+    "WUKONG_PRIORITY_CLASS",
+)
+
+
+def _on_cluster(task: dsl.PipelineTask, launches: bool = False) -> dsl.PipelineTask:
     """Credentials from a Secret and the object-store endpoint from a ConfigMap (ignored by kfp.local);
-    no caching, so a scheduled run always reads the newest data."""
+    no caching, so a scheduled run always reads the newest data. The train step (``launches``) also
+    gets the PyTorchJob settings of the ConfigMap: image, namespace, wait bound, node selector."""
     kubernetes.use_secret_as_env(
         task,
         secret_name=S3_SECRET,
         secret_key_to_env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
     )
+    keys = ("AWS_ENDPOINT_URL", *LAUNCH_SETTINGS) if launches else ("AWS_ENDPOINT_URL",)
     kubernetes.use_config_map_as_env(
-        task, config_map_name=DEFAULTS_CONFIG_MAP, config_map_key_to_env={"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
+        task, config_map_name=DEFAULTS_CONFIG_MAP, config_map_key_to_env={key: key for key in keys}
     )
     task.set_caching_options(False)
     return task
@@ -69,7 +80,8 @@ def wukong_training_pipeline(
             nodes=nodes,
             nproc_per_node=nproc_per_node,
             gpus_per_node=gpus_per_node,
-        )
+        ),
+        launches=True,
     )
     trained.set_display_name("train")
     evaluated = _on_cluster(
