@@ -93,14 +93,20 @@ class LocalStorage(Storage):
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
-        if not self.root.is_dir():
+        start = self.root / prefix.rpartition("/")[0]  # walk only the folder the prefix names
+        if not start.is_dir():
             return []
         found = []
-        for path in self.root.rglob("*"):
-            if path.is_file():
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    found.append(ObjectInfo(key, path.stat().st_size))
+        for path in start.rglob("*"):
+            if path.name.startswith(".") and path.name.endswith(".part"):
+                continue  # another writer's object in flight: not published yet
+            try:
+                if path.is_file():
+                    key = path.relative_to(self.root).as_posix()
+                    if key.startswith(prefix):
+                        found.append(ObjectInfo(key, path.stat().st_size))
+            except FileNotFoundError:
+                continue  # deleted or renamed by another process while we listed
         return sorted(found, key=lambda o: o.key)
 
     def delete(self, keys: Iterable[str]) -> None:
