@@ -29,3 +29,10 @@ def write_section(begin: str, end: str, text: str) -> None:
         body = body.rstrip() + "\n\n" + section + "\n"
     DOC.write_text(body)
     print(f"\nwritten to {DOC}")
+
+
+def publish(begin: str, end: str, header: str, table: str, write: bool) -> None:
+    """Print a benchmark's result and, unless told not to, record it in docs/benchmarks.md."""
+    print(f"\n{header}\n{table}")
+    if write:
+        write_section(begin, end, f"{header}\n\n{table}")

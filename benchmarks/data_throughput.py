@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from benchmarks_doc import write_section
+from benchmarks_doc import publish
 from tabulate import tabulate
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -122,10 +122,7 @@ def main() -> None:
         f"Measured {datetime.date.today()}: one process on one core, batch {args.batch_size}, Criteo-shaped rows "
         f"(13 dense, 26 sparse) from local shards to dense tensor + KeyedJaggedTensor + labels, sha256 verified."
     )
-    print(header)
-    print(table)
-    if not args.no_write:
-        write_section(BEGIN, END, f"{header}\n\n{table}")
+    publish(BEGIN, END, header, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import argparse
 import datetime
 
 import torch
-from benchmarks_doc import cpu_name, write_section
+from benchmarks_doc import cpu_name, publish
 
 from wukong.benchmark import format_table, matmul_peak_gflops, model_throughput
 from wukong.config import MODEL_NAMES, load_config
@@ -48,11 +48,7 @@ def main() -> None:
         f"torch {torch.__version__}, fp32; batch {args.batch_size}, {args.seconds:g} s per point. "
         f"Matmul peak: {peak:.1f} GFLOP/s (2048² fp32 `torch.mm`, same run)."
     )
-    print()
-    print(header)
-    print(table)
-    if not args.no_write:
-        write_section(BEGIN, END, f"{header}\n\n{table}")
+    publish(BEGIN, END, header, table, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from benchmarks_doc import cpu_name, write_section
+from benchmarks_doc import cpu_name, publish
 from tabulate import tabulate
 
 from wukong.benchmark import matmul_peak_gflops
@@ -94,10 +94,7 @@ def main() -> None:
         f"(13 dense + 26 sparse features, d=128), global batch {args.batch_size}, fp32, gloo. "
         f"Machine fp32 matmul peak {peak:.1f} GFLOP/s (same run)."
     )
-    print(header)
-    print(table)
-    if not args.no_write:
-        write_section(BEGIN, END, f"{header}\n\n{table}")
+    publish(BEGIN, END, header, table, write=not args.no_write)
 
 
 if __name__ == "__main__":
