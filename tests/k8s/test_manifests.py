@@ -121,3 +121,55 @@ def test_dockerfiles_pass_hadolint_and_run_as_non_root(dockerfile: Path) -> None
     text = dockerfile.read_text()
     assert re.search(r"^USER 1000:1000$", text, re.M)
     assert "torchrec.txt" in text and "--no-deps" in text  # STACK.md's install order
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    """A strategic-merge patch for the maps our overlays patch (ConfigMap data): maps merge, values replace."""
+    merged = dict(base)
+    for key, value in patch.items():
+        merged[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def render_overlay(folder: Path) -> list[dict]:
+    """What ``kustomize build`` does with our kustomizations: resources, patches, namespace.
+
+    kustomize itself is not installable here (no binary in the package registries), so this test
+    renders the subset of its features the overlays use and fails on any other field.
+    """
+    spec = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert set(spec) <= {"apiVersion", "kind", "namespace", "resources", "patches", "labels"}, folder
+    docs: list[dict] = []
+    for entry in spec.get("resources", []):
+        target = folder / entry
+        docs += render_overlay(target) if target.is_dir() else documents(target)
+    for patch_entry in spec.get("patches", []):
+        (patch,) = documents(folder / patch_entry["path"])
+        matches = [
+            i
+            for i, d in enumerate(docs)
+            if (d["kind"], d["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
+        ]
+        assert len(matches) == 1, f"{folder}: patch {patch_entry['path']} matches {len(matches)} resources"
+        docs[matches[0]] = _merge(docs[matches[0]], patch)
+    cluster_scoped = {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding"}
+    if "namespace" in spec:
+        docs = [
+            d if d["kind"] in cluster_scoped else _merge(d, {"metadata": {"namespace": spec["namespace"]}})
+            for d in docs
+        ]
+    return docs
+
+
+@pytest.mark.parametrize("overlay", ["cpu-dev", "h100"])
+def test_rendered_overlays_are_schema_valid(overlay: str) -> None:
+    docs = render_overlay(K8S / "overlays" / overlay)
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    defaults = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert defaults["metadata"]["namespace"] == "wukong"
+    if overlay == "cpu-dev":
+        assert defaults["data"]["AWS_ENDPOINT_URL"] == "http://minio.wukong.svc:9000"
+        assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "minio" for d in docs)
+    else:
+        assert defaults["data"]["WUKONG_IMAGE"].endswith("-cuda") and "H100" in defaults["data"]["WUKONG_NODE_SELECTOR"]
