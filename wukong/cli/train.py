@@ -37,7 +37,7 @@ def _train_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-def _preflight(cfg: Config, data_uri: str) -> None:
+def _preflight(data_uri: str) -> None:
     """Fail in the launching process, with one line, on what would otherwise fail in every worker."""
     from wukong.data.manifest import read_manifest
     from wukong.io import open_storage
@@ -70,7 +70,7 @@ def _launch(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     if args.nproc and not args.worker and "LOCAL_RANK" not in os.environ:
-        _preflight(cfg, args.data)
+        _preflight(args.data)
         return _launch(args)
     from wukong.train.distributed import init_distributed, shutdown
     from wukong.train.loop import Trainer, TrainingDiverged

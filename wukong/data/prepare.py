@@ -201,11 +201,7 @@ class _Encoder:
         parts = []
         for name, encoder in self.encoders.items():
             if isinstance(encoder, FrequencyVocabulary) and len(encoder.values):
-                values = (
-                    pc.cast(encoder.values, pa.string())
-                    if not pa.types.is_binary(encoder.values.type)
-                    else encoder.values.cast(pa.string())
-                )
+                values = pc.cast(encoder.values, pa.string())  # ints, bytes and strings alike
                 parts.append(
                     pa.table(
                         {

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from torch import nn
 
@@ -44,10 +43,6 @@ class FlopCount:
     @property
     def mflops(self) -> float:
         return self.per_example / 1e6
-
-
-class HasFlops(Protocol):
-    def flops(self) -> FlopCount: ...
 
 
 def matmul_flops(m: int, k: int, n: int) -> int:
