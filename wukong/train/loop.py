@@ -122,10 +122,7 @@ class Trainer:
         info = self.checkpointer.load(step, state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optim"])
-        self.progress = Progress(**info["progress"])
-        self.train_reader.load_state_dict(
-            {**self.train_reader.state_dict(), "epoch": self.progress.epoch, "batches": self.progress.batch}
-        )
+        self.progress = Progress(**info["progress"])  # fit() positions the reader from it
         if self.output.exists(outputs.HISTORY):
             lines = self.output.read_bytes(outputs.HISTORY).decode().splitlines()
             self.history = [r for r in map(json.loads, lines) if r["step"] <= step]
