@@ -216,3 +216,10 @@ def test_movielens_download_checks_the_published_md5(grouplens_mirror, tmp_path:
     with pytest.raises(DataError, match="MD5 mismatch"):
         download_movielens(tmp_path / "other-cache", url)
     assert not list((tmp_path / "other-cache").glob("*.zip*"))  # nothing half-downloaded is left
+
+
+def test_rows_limits_a_file_source(tmp_path: Path) -> None:
+    path = write_criteo(tmp_path / "day", criteo_lines(300))
+    table, _ = read_all(open_source("criteo", path, rows=120))
+    assert table.num_rows == 120
+    assert table.column("label").to_pylist() == read_all(CriteoSource(path))[0].column("label").to_pylist()[:120]

@@ -130,3 +130,11 @@ def test_data_and_checkpoints_on_s3(bucket: str) -> None:
     assert "resumed from checkpoint step 40" in resumed.output
     card = json.loads(open_storage(output).read_bytes("model_card.json"))
     assert card["steps"] == 60 and card["world_size"] == 1
+
+
+def test_torchrec_planner_on_cpu_with_two_processes(ml_dataset: str, tmp_path: Path) -> None:
+    run = wukong_train(ml_dataset, tmp_path / "planner", "--nproc", "2", "--sharding", "planner", "--max-steps", "30")
+    assert run.returncode == 0, run.output[-3000:]
+    plan = run.card()["sharding_plan"]
+    assert {row[0] for row in plan} >= {"t_user_id", "t_movie_id", "t_genres"}
+    assert all(row[3] in ("row_wise", "table_wise", "column_wise", "data_parallel", "table_row_wise") for row in plan)

@@ -77,7 +77,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument("--input", type=Path, help="input file or folder (movielens without it downloads the data)")
     prepare.add_argument("--output", required=True, metavar="URI", help="dataset folder, file:// or s3://bucket/prefix")
     prepare.add_argument("--spec", type=Path, help="feature spec YAML (parquet source)")
-    prepare.add_argument("--rows", type=int, help="rows to generate (synthetic source; default 100000)")
+    prepare.add_argument("--rows", type=int, help="rows to generate (synthetic; default 100000) or to read (others)")
     prepare.add_argument("--cardinality", type=int, default=10_000, help="ids per feature (synthetic; %(default)s)")
     prepare.add_argument("--seed", type=int, default=0, help="seed of the split and the generator (%(default)s)")
     prepare.add_argument("--shard-rows", type=int, default=200_000, help="rows per shard (%(default)s)")

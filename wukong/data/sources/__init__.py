@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wukong.data.errors import DataError
-from wukong.data.sources.base import RawChunk, Reject, Source, SourceSpec
+from wukong.data.sources.base import FirstRows, RawChunk, Reject, Source, SourceSpec
 
 SOURCE_NAMES = ("criteo", "parquet", "movielens", "synthetic")
 
@@ -19,7 +19,17 @@ def open_source(
     seed: int = 0,
     cardinality: int = 10_000,
 ) -> Source:
-    """The source ``name`` reading ``input_path`` (not needed for synthetic; optional for movielens)."""
+    """The source ``name`` reading ``input_path`` (not needed for synthetic; optional for movielens).
+
+    ``rows``: how many rows to generate (synthetic), or to read from the start of the input (others).
+    """
+    source = _open(name, input_path, spec, rows, seed, cardinality)
+    return FirstRows(source, rows) if rows and name != "synthetic" else source
+
+
+def _open(
+    name: str, input_path: Path | None, spec: Path | None, rows: int | None, seed: int, cardinality: int
+) -> Source:
     if name == "synthetic":
         from wukong.data.sources.synthetic import SyntheticSource
 

@@ -54,3 +54,29 @@ class Source(ABC):
     def total_rows(self) -> int | None:
         """Rows the source will yield, if known in advance (for progress bars)."""
         return None
+
+
+class FirstRows(Source):
+    """The first ``limit`` rows of another source (``--rows`` for file sources: a quick sample)."""
+
+    def __init__(self, source: Source, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"--rows must be >= 1, got {limit}")
+        self.source, self.limit = source, limit
+        self.name, self.spec = source.name, source.spec
+
+    def chunks(self) -> Iterator[RawChunk]:
+        left = self.limit
+        for chunk in self.source.chunks():
+            if chunk.table.num_rows >= left:
+                yield RawChunk(chunk.table.slice(0, left), chunk.rejects)
+                return
+            left -= chunk.table.num_rows
+            yield chunk
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.source.describe(), "first_rows": self.limit}
+
+    @property
+    def total_rows(self) -> int | None:
+        return self.limit
