@@ -132,3 +132,40 @@ def test_evaluate_writes_metrics_and_rejects_a_mismatched_dataset(
     code = main(["evaluate", "--model", str(tmp_path / "m"), "--data", other, "--output", str(tmp_path / "e2")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "differ from the model's" in err
+
+
+def test_distributed_evaluation_equals_single_process(ml_dataset: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    run = wukong_train(ml_dataset, tmp_path / "m", "--max-steps", "40")
+    assert run.returncode == 0, run.output[-2000:]
+    assert (
+        main(["evaluate", "--model", str(tmp_path / "m"), "--data", ml_dataset, "--output", str(tmp_path / "one")]) == 0
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "wukong",
+        "evaluate",
+        "--model",
+        str(tmp_path / "m"),
+        "--data",
+        ml_dataset,
+        "--output",
+        str(tmp_path / "two"),
+        "--batch-size",
+        "1000",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert two["rows"] == one["rows"]
+    for metric in ("auc", "logloss", "calibration"):
+        assert two[metric] == pytest.approx(one[metric], abs=1e-6), metric
