@@ -49,7 +49,7 @@ def _on_cluster(task: dsl.PipelineTask, launches: bool = False) -> dsl.PipelineT
 def wukong_training_pipeline(
     source: str = "synthetic",
     input_uri: str = "",
-    rows: int = 200_000,
+    rows: int = 0,  # synthetic: rows to generate (0: 100,000); other sources: read only the first N (0: all)
     seed: int = 0,
     dataset_uri: str = "s3://wukong/datasets/synthetic",
     model_name: str = "wukong",

@@ -29,7 +29,7 @@ def test_whole_pipeline_under_kfp_local(tmp_path: Path) -> None:
     assert [v.version for v in versions] == [1] and summary["registered_version"] == 1
     assert versions[0].metrics["auc"] == pytest.approx(summary["test"]["auc"])
     assert versions[0].lineage["dataset"] == str(tmp_path / "dataset")
-    assert summary["production_now"] == 1  # nothing in production before: promoted
+    assert summary["production_now"] == 1 and summary["registered_by_this_run"]  # nothing in production: promoted
     report = Path(summary["report"]).read_text()
     assert report.count('src="data:image/png;base64,') == 3 and "<script" not in report
 
@@ -142,3 +142,28 @@ def test_compiled_pipeline_is_up_to_date_and_holds_no_secrets(tmp_path: Path) ->
     # No credential values anywhere: no access-key-shaped strings, no well-known test or default secrets.
     assert not re.search(r"AKIA[0-9A-Z]{16}|minioadmin|aws_secret_access_key\s*[:=]\s*\S", fresh, re.IGNORECASE)
     assert "testing" not in fresh
+
+
+@pytest.mark.parametrize(
+    ("registered", "by_this_run", "production", "expected"),
+    [
+        (None, False, None, "not registered (AUC below the minimum)"),
+        (3, True, 3, "version 3 registered; promoted to production"),
+        (3, True, 2, "version 3 registered; not promoted (production stays version 2)"),
+        (2, False, 2, "identical to version 2, registered by an earlier run (is production)"),
+    ],
+)
+def test_summary_reports_the_registry_outcome(registered, by_this_run, production, expected) -> None:
+    from wukong.pipeline.local import format_summary
+
+    summary = {
+        "dataset": {"uri": "d", "rows": {"train": 10}},
+        "model": {"name": "wukong", "mflops_per_example": 1.0, "steps": 5, "output": "o"},
+        "test": {"auc": 0.8, "logloss": 0.5, "ne": 0.9, "rows": 10},
+        "production_before": None,
+        "registered_version": registered,
+        "registered_by_this_run": by_this_run,
+        "production_now": production,
+        "report": "r.html",
+    }
+    assert f"  registry    {expected}" in format_summary(summary)

@@ -91,7 +91,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--workdir", default="runs/pipeline", help="dataset, runs and registry go here (%(default)s)")
     run.add_argument("--source", default="synthetic", choices=("synthetic", "movielens", "criteo", "parquet"))
     run.add_argument("--input", type=Path, help="raw data for movielens/criteo/parquet")
-    run.add_argument("--rows", type=int, default=50_000, help="synthetic rows (%(default)s)")
+    run.add_argument(
+        "--rows",
+        type=int,
+        default=0,
+        help="synthetic: rows to generate (default 100000); other sources: read only the first N",
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--model", default="wukong", choices=("wukong", "dlrm", "dcnv2", "finalmlp"))
     run.add_argument("--preset", default="tiny", help="config preset for training (%(default)s)")

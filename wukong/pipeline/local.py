@@ -8,6 +8,7 @@ maps) are ignored by the local runner.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ class LocalRun:
     workdir: Path
     source: str = "synthetic"
     input_uri: str = ""
-    rows: int = 50_000
+    rows: int = 0  # synthetic: rows to generate (0: 100,000); other sources: first N rows (0: all)
     seed: int = 0
     model_name: str = "wukong"
     preset: str = "tiny"
@@ -71,7 +72,10 @@ def summarize(dataset_uri: str, run_uri: str, registry_uri: str, name: str, prod
     card = json.loads(run.read_bytes("model_card.json"))
     evaluation = json.loads(run.read_bytes("eval-test.json"))
     registry = open_registry(registry_uri)
-    registered = next((v for v in registry.versions(name) if v.lineage.get("training_output") == run_uri), None)
+    # By the model file, not the run: registering is idempotent, so a run that reproduces an earlier
+    # model exactly (same data, config and seed) maps to that model's existing version.
+    digest = hashlib.sha256(run.read_bytes("model.pt")).hexdigest()
+    registered = next((v for v in registry.versions(name) if v.model_sha256 == digest), None)
     production = registry.production(name)
     return {
         "dataset": {"uri": dataset_uri, "rows": {s: manifest.rows(s) for s in manifest.splits}},
@@ -84,6 +88,7 @@ def summarize(dataset_uri: str, run_uri: str, registry_uri: str, name: str, prod
         "test": {k: evaluation[k] for k in ("auc", "logloss", "ne", "calibration", "rows")},
         "production_before": production_before.to_dict() if production_before else None,
         "registered_version": registered.version if registered else None,
+        "registered_by_this_run": bool(registered and registered.lineage.get("training_output") == run_uri),
         "production_now": production.version if production else None,
         "report": run.uri("report-test.html"),
     }
@@ -112,14 +117,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["registered_version"] is None:
         lines.append("  registry    not registered (AUC below the minimum)")
     else:
-        promoted = summary["production_now"] == summary["registered_version"]
-        lines.append(
-            f"  registry    version {summary['registered_version']} registered; "
-            + (
-                "promoted to production"
-                if promoted
-                else f"not promoted (production stays version {summary['production_now']})"
+        version, production = summary["registered_version"], summary["production_now"]
+        if not summary["registered_by_this_run"]:
+            state = "is production" if production == version else f"production is version {production}"
+            lines.append(f"  registry    identical to version {version}, registered by an earlier run ({state})")
+        elif production == version:
+            lines.append(f"  registry    version {version} registered; promoted to production")
+        else:
+            lines.append(
+                f"  registry    version {version} registered; not promoted (production stays version {production})"
             )
-        )
     lines.append(f"  report      {summary['report']}")
     return "\n".join(lines)

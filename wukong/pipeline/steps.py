@@ -17,13 +17,15 @@ LAUNCHERS = ("local", "pytorchjob")
 
 
 def ingest(
-    source: str, input_uri: str, dataset_uri: str, rows: int = 100_000, seed: int = 0, shard_rows: int = 200_000
+    source: str, input_uri: str, dataset_uri: str, rows: int = 0, seed: int = 0, shard_rows: int = 200_000
 ) -> dict[str, Any]:
-    """Raw data → a published dataset at ``dataset_uri`` (replacing the previous one). Returns its summary."""
+    """Raw data → a published dataset at ``dataset_uri`` (replacing the previous one). Returns its summary.
+
+    ``rows``: synthetic rows to generate (0: the default 100,000), or the first rows to read (0: all)."""
     from wukong.data.prepare import PrepareOptions, prepare
     from wukong.data.sources import open_source
 
-    source_obj = open_source(source, Path(input_uri) if input_uri else None, rows=rows, seed=seed)
+    source_obj = open_source(source, Path(input_uri) if input_uri else None, rows=rows or None, seed=seed)
     manifest = prepare(source_obj, dataset_uri, PrepareOptions(seed=seed, shard_rows=shard_rows, overwrite=True))
     return {
         "uri": dataset_uri,
