@@ -26,8 +26,9 @@ $(STAMP): $(INSTALL_INPUTS)
 MOVIELENS ?= ../shared/data/ml-latest-small
 DEMO ?= runs/demo
 DEMO_SOURCE := $(if $(wildcard $(MOVIELENS)/ratings.csv),--source movielens --input $(MOVIELENS) --preset movielens,--source synthetic --rows 200000 --preset tiny)
+DEMO_ARGS ?=
 demo: setup
-	$(BIN)/wukong pipeline run --local --workdir $(DEMO) $(DEMO_SOURCE) --min-auc 0.6
+	$(BIN)/wukong pipeline run --local --workdir $(DEMO) $(DEMO_SOURCE) --min-auc 0.6 $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest

@@ -30,7 +30,17 @@ def register(
         "pipeline_run": pipeline_run,
     }
     metrics = json.loads(open_storage(model.metadata["uri"]).read_bytes(f"eval-{split}.json"))
-    result = steps.register(model.metadata["uri"], metrics, registry_uri, registered_name, min_auc, tolerance, lineage)
+    result = steps.register(
+        model.metadata["uri"],
+        metrics,
+        registry_uri,
+        registered_name,
+        min_auc,
+        tolerance,
+        lineage,
+        dataset_uri=dataset.metadata["uri"],
+        split=split,
+    )
     print(
         f"registered {result['name']} version {result['version']}; promoted: {result['promoted']} ({result['reason']})"
     )

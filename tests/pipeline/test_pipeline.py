@@ -167,3 +167,36 @@ def test_summary_reports_the_registry_outcome(registered, by_this_run, productio
         "report": "r.html",
     }
     assert f"  registry    {expected}" in format_summary(summary)
+
+
+def test_gate_reevaluates_production_on_the_candidates_split(tmp_path: Path) -> None:
+    """Production's stored AUC came from other data; the gate must compare on the same split."""
+    import shutil
+
+    import torch
+
+    dataset = fake_output(Dataset, tmp_path, "dataset")
+    ingest.python_func(
+        source="synthetic", input_uri="", dataset_uri=str(tmp_path / "ds"), rows=6_000, seed=3, dataset=dataset
+    )
+    run = str(tmp_path / "runs" / "a")
+    steps.train(str(tmp_path / "ds"), run, "dlrm", "tiny", QUICK, nproc_per_node=1)
+    actual = steps.evaluate(run, str(tmp_path / "ds"))["auc"]
+    registry = str(tmp_path / "reg")
+    first = steps.register(run, {"auc": 0.99}, registry, "ctr", 0.0, 0.01)  # stored metrics from "other data"
+    assert first["promoted"]
+    candidate = tmp_path / "runs" / "b"
+    shutil.copytree(run, candidate)
+    state = torch.load(candidate / "model.pt", weights_only=True)
+    name = next(k for k in state if k.endswith("bias"))
+    state[name] = state[name] + 1e-6  # a different model file, the same quality
+    torch.save(state, candidate / "model.pt")
+    second = steps.register(
+        str(candidate), {"auc": actual}, registry, "ctr", 0.0, 0.01, dataset_uri=str(tmp_path / "ds"), split="test"
+    )
+    assert second["production_auc_compared"] == pytest.approx(actual, abs=1e-6)
+    assert second["promoted"] and "re-evaluated on this test split" in second["reason"]
+    # Without the dataset, only production's stored (other-data) AUC is there to compare: blocked.
+    steps.register(run, {"auc": 0.99}, str(tmp_path / "reg2"), "ctr", 0.0, 0.01)
+    stale = steps.register(str(candidate), {"auc": actual}, str(tmp_path / "reg2"), "ctr", 0.0, 0.01)
+    assert not stale["promoted"] and "its registered metrics" in stale["reason"]

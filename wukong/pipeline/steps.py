@@ -84,13 +84,31 @@ def register(
     min_auc: float,
     tolerance: float,
     lineage: dict[str, Any] | None = None,
+    dataset_uri: str | None = None,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Register the model with its metrics and lineage; promote it to production if it passes the gate."""
+    """Register the model with its metrics and lineage; promote it if it passes the gate.
+
+    With ``dataset_uri``, the production model is re-evaluated on the same split the candidate was
+    evaluated on, so the gate compares like with like when the data has changed since production
+    was registered; if it cannot be (its features differ from the new data's), its stored metrics
+    are used and the reason says so.
+    """
     registry = open_registry(registry_uri)
     production = registry.production(registered_name)
     headline = {k: metrics[k] for k in ("auc", "logloss", "ne", "calibration", "rows") if k in metrics}
     version = registry.register(registered_name, model_uri, headline, lineage)
-    promote, reason = Gate(min_auc, tolerance).check(headline, production.metrics if production else None)
+    baseline, basis = (production.metrics if production else None), "its registered metrics"
+    if production and dataset_uri and production.version != version.version:
+        try:
+            from wukong.evaluate import evaluate_model
+
+            baseline, basis = evaluate_model(production.uri, dataset_uri, split), f"re-evaluated on this {split} split"
+        except DataError as error:
+            basis = f"its registered metrics (cannot re-evaluate: {error})"
+    promote, reason = Gate(min_auc, tolerance).check(headline, baseline)
+    if production:
+        reason += f"; production version {production.version}: {basis}"
     if promote:
         registry.promote(registered_name, version.version)
     return {
@@ -100,4 +118,5 @@ def register(
         "promoted": promote,
         "reason": reason,
         "production_before": production.to_dict() if production else None,
+        "production_auc_compared": baseline.get("auc") if baseline else None,
     }
