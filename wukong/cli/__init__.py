@@ -36,10 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    args.raw_argv = list(sys.argv[1:] if argv is None else argv)
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` relaunches itself with these
     try:
         return args.func(args)
     except (ConfigError, DataError, StorageError, RegistryError) as error:
