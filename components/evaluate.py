@@ -20,12 +20,13 @@ def evaluate(
     ``eval-<split>.json`` in the training output."""
     import json
 
+    from wukong.evaluate import HEADLINE
     from wukong.io import open_storage
     from wukong.pipeline import steps
     from wukong.pipeline.report import markdown, render
 
     result = steps.evaluate(model.metadata["uri"], dataset.metadata["uri"], split)
-    headline = {k: result[k] for k in ("auc", "logloss", "ne", "calibration", "rows", "positive_rate")}
+    headline = {k: result[k] for k in (*HEADLINE, "positive_rate")}
     for name, value in headline.items():
         metrics.log_metric(name, value)
     roc = result["curves"]["roc"]

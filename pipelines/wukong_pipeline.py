@@ -10,10 +10,9 @@ from pathlib import Path
 from kfp import compiler, dsl, kubernetes
 
 from components import evaluate, ingest, register, train
+from wukong.launch.pytorchjob import DEFAULTS_CONFIG_MAP, S3_SECRET  # k8s/base: the Secret template, the ConfigMap
 
 COMPILED = Path(__file__).with_name("wukong_training_pipeline.yaml")
-S3_SECRET = "wukong-s3-credentials"  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (k8s/base/secret-template.yaml)
-DEFAULTS_CONFIG_MAP = "wukong-defaults"  # key AWS_ENDPOINT_URL (k8s/base/configmap.yaml)
 
 
 LAUNCH_SETTINGS = (

@@ -20,6 +20,7 @@ import torch
 from torchmetrics.classification import BinaryAUROC, BinaryROC
 
 EPS = 1e-7
+HEADLINE = ("auc", "logloss", "ne", "calibration", "rows")  # what summaries, gates and logs show
 
 
 def compute_metrics(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

@@ -87,15 +87,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from wukong.evaluate import evaluate_model
+    from wukong.evaluate import HEADLINE, evaluate_model
     from wukong.io import open_storage
     from wukong.train.outputs import METRICS, write_json
 
     result = evaluate_model(args.model, args.data, args.split, args.batch_size)
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(open_storage(args.output), METRICS, result)
-        shown = ("auc", "logloss", "ne", "calibration", "rows")
-        print(" ".join(f"{k} {result[k]:.4f}" if isinstance(result[k], float) else f"{k} {result[k]}" for k in shown))
+        print(
+            " ".join(f"{k} {result[k]:.4f}" if isinstance(result[k], float) else f"{k} {result[k]}" for k in HEADLINE)
+        )
     return 0
 
 

@@ -115,8 +115,20 @@ def _relist(template: pa.Array | pa.ChunkedArray, ids: np.ndarray) -> tuple[np.n
     return offsets, ids
 
 
+class CategoricalEncoder:
+    """Values → ids; subclasses fit on training columns and map flat values in :meth:`encode_flat`."""
+
+    def encode_flat(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, column: pa.Array | pa.ChunkedArray, multi_hot: bool):
+        """int32 ids, or ``(offsets, ids)`` for a list column."""
+        ids = self.encode_flat(column)
+        return _relist(column, ids) if multi_hot else ids
+
+
 @dataclass
-class FrequencyVocabulary:
+class FrequencyVocabulary(CategoricalEncoder):
     """Ids by descending training frequency: values seen at least ``min_count`` times get ``1..V``
     (ties broken by value), everything else the out-of-vocabulary id 0. Cardinality ``V + 1``.
     """
@@ -158,16 +170,12 @@ class FrequencyVocabulary:
         index = pc.index_in(flat, value_set=self.values.cast(flat.type))
         return (pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
 
-    def encode(self, column: pa.Array | pa.ChunkedArray, multi_hot: bool):
-        ids = self.encode_flat(column)
-        return _relist(column, ids) if multi_hot else ids
-
     def describe(self) -> dict:
         return {"mode": "frequency", "min_count": self.min_count, "max_size": self.max_size, "oov_id": OOV_ID}
 
 
 @dataclass
-class HashEncoder:
+class HashEncoder(CategoricalEncoder):
     """``id = hash(value) mod size``: no vocabulary, fixed table size, collisions allowed."""
 
     size: int
@@ -196,10 +204,6 @@ class HashEncoder:
         )
         codes = (hashed % np.uint64(self.size)).astype(np.int32)
         return codes[pc.fill_null(encoded.indices, 0).to_numpy()] if len(codes) else np.zeros(len(flat), np.int32)
-
-    def encode(self, column: pa.Array | pa.ChunkedArray, multi_hot: bool):
-        ids = self.encode_flat(column)
-        return _relist(column, ids) if multi_hot else ids
 
     def describe(self) -> dict:
         return {"mode": "hash", "size": self.size}

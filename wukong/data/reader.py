@@ -113,7 +113,7 @@ def _batches(
             else:
                 pending.append(block)
                 held += len(block)
-        pool = RowBlock.concat(pending) if len(pending) != 1 else pending[0]
+        pool = RowBlock.concat(pending)
         if rng is not None:
             pool = pool.take(rng.permutation(len(pool)))
         keep = 0 if exhausted or rng is None else buffer_rows // 2

@@ -18,6 +18,7 @@ import yaml
 from torchx.schedulers.api import DescribeAppResponse, ListAppResponse, Scheduler, Stream
 from torchx.specs import AppDef, AppDryRunInfo, AppState, CfgVal, ReplicaStatus, Role, RoleStatus, runopts
 
+from wukong.launch.launcher import PyTorchJobLauncher, _api_client, _condition
 from wukong.launch.pytorchjob import JobResources, build_pytorchjob, job_name, to_wire
 
 STATES = {
@@ -76,8 +77,6 @@ class KubeflowScheduler(Scheduler[dict[str, CfgVal]]):
         self._api_client = api_client
 
     def _launcher(self, namespace: str):
-        from wukong.launch.launcher import PyTorchJobLauncher, _api_client
-
         return PyTorchJobLauncher(self._api_client or _api_client(), namespace, log=lambda _: None)
 
     def _run_opts(self) -> runopts:
@@ -111,8 +110,6 @@ class KubeflowScheduler(Scheduler[dict[str, CfgVal]]):
         return namespace, name
 
     def describe(self, app_id: str) -> DescribeAppResponse | None:
-        from wukong.launch.launcher import _condition
-
         namespace, name = self._split(app_id)
         job = self._launcher(namespace).get(name)
         if job is None:
@@ -151,8 +148,6 @@ class KubeflowScheduler(Scheduler[dict[str, CfgVal]]):
         namespace = str((cfg or {}).get("namespace") or "default")
         launcher = self._launcher(namespace)
         jobs = launcher.custom.list_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs")
-        from wukong.launch.launcher import _condition
-
         return [
             ListAppResponse(
                 app_id=f"{namespace}:{j['metadata']['name']}", state=STATES.get(_condition(j)[0], AppState.UNKNOWN)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wukong.data.manifest import read_manifest
+from wukong.evaluate import HEADLINE
 from wukong.io import open_storage
 from wukong.registry import open_registry
 
@@ -85,7 +86,7 @@ def summarize(dataset_uri: str, run_uri: str, registry_uri: str, name: str, prod
             "steps": card["steps"],
             "output": run_uri,
         },
-        "test": {k: evaluation[k] for k in ("auc", "logloss", "ne", "calibration", "rows")},
+        "test": {k: evaluation[k] for k in HEADLINE},
         "production_before": production_before.to_dict() if production_before else None,
         "registered_version": registered.version if registered else None,
         "registered_by_this_run": bool(registered and registered.lineage.get("training_output") == run_uri),

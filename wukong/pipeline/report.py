@@ -15,6 +15,8 @@ from typing import Any
 
 import matplotlib
 
+from wukong.evaluate import HEADLINE
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -61,7 +63,7 @@ def calibration_plot(curves: dict[str, Any]) -> str:
 
 
 def render(card: dict[str, Any], history: list[dict[str, Any]], evaluation: dict[str, Any]) -> str:
-    metrics = {k: evaluation[k] for k in ("auc", "logloss", "ne", "calibration", "rows") if k in evaluation}
+    metrics = {k: evaluation[k] for k in HEADLINE if k in evaluation}
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{v:.4f}</td></tr>"
         if isinstance(v, float)
@@ -91,7 +93,7 @@ def markdown(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
     """A short Markdown summary for the Kubeflow UI's Markdown viewer."""
     rows = "\n".join(
         f"| {k} | {evaluation[k]:.4f} |" if isinstance(evaluation[k], float) else f"| {k} | {evaluation[k]} |"
-        for k in ("auc", "logloss", "ne", "calibration", "rows")
+        for k in HEADLINE
     )
     return (
         f"## {card.get('model')} on the {evaluation.get('split')} split\n\n"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wukong.data.errors import DataError
+from wukong.evaluate import HEADLINE
 from wukong.io import open_storage
 from wukong.registry import Gate, open_registry
 
@@ -96,7 +97,7 @@ def register(
     """
     registry = open_registry(registry_uri)
     production = registry.production(registered_name)
-    headline = {k: metrics[k] for k in ("auc", "logloss", "ne", "calibration", "rows") if k in metrics}
+    headline = {k: metrics[k] for k in HEADLINE if k in metrics}
     version = registry.register(registered_name, model_uri, headline, lineage)
     baseline, basis = (production.metrics if production else None), "its registered metrics"
     if production and dataset_uri and production.version != version.version:
