@@ -33,6 +33,11 @@ from wukong.schema import FeatureSchema
 
 MODEL_NAMES = ("wukong", "dlrm", "dcnv2", "finalmlp")
 FM_PROJECTIONS = ("static", "attentive")
+MLP_NORMS = ("none", "batchnorm", "layernorm")
+LINEAR_INITS = ("torch", "xavier_normal", "xavier_uniform", "kaiming_normal")
+PROJECTION_INITS = ("xavier_uniform", "xavier_normal", "normal")
+FMB_ACTIVATIONS = ("none", "relu")
+EMBEDDING_INITS = ("torchrec", "uniform", "normal")
 # The presets folder: the repository's configs/ (editable installs), or WUKONG_CONFIGS (images set it).
 PRESETS_DIR = Path(os.environ.get("WUKONG_CONFIGS") or Path(__file__).resolve().parent.parent / "configs")
 
@@ -53,14 +58,33 @@ def _widths(section: str, **lists: Sequence[int]) -> None:
             raise ValueError(f"{section}.{name} must hold positive layer widths, got {list(widths)}")
 
 
+def _choice(section: str, name: str, value: str | None, choices: Sequence[str]) -> None:
+    if value is not None and value not in choices:
+        raise ValueError(f"{section}.{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _dropout(section: str, **values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and not 0.0 <= value < 1.0:
+            raise ValueError(f"{section}.{name} must be in [0, 1), got {value}")
+
+
+def _mlp_group(section: str, dropout: float | None, norm: str | None, prefix: str = "") -> None:
+    _dropout(section, **{f"{prefix}dropout": dropout})
+    _choice(section, f"{prefix}norm", norm, MLP_NORMS)
+
+
 @dataclass
 class DLRMConfig:
     """DLRM (Naumov et al. 2019): pairwise dot products of the n embeddings, then a top MLP."""
 
     top_mlp: list[int] = field(default_factory=lambda: [512, 256])
+    dropout: float | None = None  # the top MLP's dropout (None: model.mlp_dropout)
+    norm: str | None = None  # the top MLP's norm: none, batchnorm, layernorm (None: model.mlp_norm)
 
     def __post_init__(self) -> None:
         _widths("model.dlrm", top_mlp=self.top_mlp)
+        _mlp_group("model.dlrm", self.dropout, self.norm)
 
 
 @dataclass
@@ -70,10 +94,13 @@ class DCNv2Config:
     num_cross_layers: int = 3
     rank: int = 64
     deep_mlp: list[int] = field(default_factory=lambda: [512, 256])
+    dropout: float | None = None  # the deep MLP's dropout (None: model.mlp_dropout)
+    norm: str | None = None  # the deep MLP's norm: none, batchnorm, layernorm (None: model.mlp_norm)
 
     def __post_init__(self) -> None:
         _positive("model.dcnv2", num_cross_layers=self.num_cross_layers, rank=self.rank)
         _widths("model.dcnv2", deep_mlp=self.deep_mlp)
+        _mlp_group("model.dcnv2", self.dropout, self.norm)
 
 
 @dataclass
@@ -84,9 +111,12 @@ class FinalMLPConfig:
     stream2_mlp: list[int] = field(default_factory=lambda: [512, 256])
     gate_hidden: int = 256
     num_heads: int = 16
+    dropout: float | None = None  # both streams' dropout (None: model.mlp_dropout)
+    norm: str | None = None  # both streams' norm: none, batchnorm, layernorm (None: model.mlp_norm)
 
     def __post_init__(self) -> None:
         _positive("model.finalmlp", gate_hidden=self.gate_hidden, num_heads=self.num_heads)
+        _mlp_group("model.finalmlp", self.dropout, self.norm)
         _widths("model.finalmlp", stream1_mlp=self.stream1_mlp, stream2_mlp=self.stream2_mlp)
         if not self.stream1_mlp or not self.stream2_mlp:
             raise ValueError("model.finalmlp.stream1_mlp and stream2_mlp need at least one layer")
@@ -103,6 +133,12 @@ class ModelConfig:
 
     Wukong is the project's model, so its settings sit at this level (``model.num_layers``); the
     baselines reuse the embedding layer and keep their own settings in ``model.<name>``.
+
+    Regularisation and initialisation apply to every model alike. ``mlp_dropout`` and ``mlp_norm``
+    set every interaction MLP (Wukong's FMB and head MLPs, DLRM's top, DCNv2's deep, FinalMLP's
+    streams); a group's own key (``fmb_dropout``, ``head_norm``, ``dlrm.dropout``, ...) overrides
+    them when set (``null`` inherits). Norms sit between each hidden Linear and its ReLU, dropout
+    after the ReLU (see :class:`wukong.model.mlp.MLP`); neither changes the FLOP count.
     """
 
     name: str = "wukong"
@@ -120,6 +156,21 @@ class ModelConfig:
     attention_rank: int = 8  # rows of the linear compression that feeds the attentive-Y MLP
     attention_mlp: list[int] = field(default_factory=lambda: [128])  # hidden widths of the attentive-Y MLP
     head_mlp: list[int] = field(default_factory=lambda: [512, 256])  # final MLP over flatten(X_l) -> logit
+    fm_projection_init: str = "xavier_uniform"  # static Y: xavier_uniform, xavier_normal, or normal (N(0,1))
+    fmb_activation: str = "none"  # on each FMB's output: none, or relu (as FuxiCTR's WuKong)
+    # Regularisation of the interaction MLPs (every model; group keys override the mlp_* ones).
+    mlp_dropout: float = 0.0  # dropout probability after each hidden ReLU
+    mlp_norm: str = "none"  # between each hidden Linear and its ReLU: none, batchnorm, layernorm
+    fmb_dropout: float | None = None  # Wukong's FMB MLPs (None: mlp_dropout)
+    fmb_norm: str | None = None  # Wukong's FMB MLPs (None: mlp_norm)
+    head_dropout: float | None = None  # Wukong's head MLP (None: mlp_dropout)
+    head_norm: str | None = None  # Wukong's head MLP (None: mlp_norm)
+    dense_dropout: float = 0.0  # the embedding layer's dense-feature MLP (own setting, not inherited)
+    dense_norm: str = "none"  # the embedding layer's dense-feature MLP (own setting, not inherited)
+    # Initialisation.
+    linear_init: str = "torch"  # every Linear and LCB weight: torch, xavier_normal, xavier_uniform, kaiming_normal
+    embedding_init: str = "torchrec"  # torchrec: U(±1/sqrt(rows)); uniform: U(±scale); normal: N(0, scale²)
+    embedding_init_scale: float = 1e-4  # the bound (uniform) or standard deviation (normal), whatever the rows
     dlrm: DLRMConfig = field(default_factory=DLRMConfig)
     dcnv2: DCNv2Config = field(default_factory=DCNv2Config)
     finalmlp: FinalMLPConfig = field(default_factory=FinalMLPConfig)
@@ -148,6 +199,20 @@ class ModelConfig:
             attention_mlp=self.attention_mlp,
             head_mlp=self.head_mlp,
         )
+        _positive("model", embedding_init_scale=self.embedding_init_scale)
+        for prefix in ("mlp_", "fmb_", "head_", "dense_"):
+            _mlp_group("model", getattr(self, f"{prefix}dropout"), getattr(self, f"{prefix}norm"), prefix)
+        _choice("model", "fm_projection_init", self.fm_projection_init, PROJECTION_INITS)
+        _choice("model", "fmb_activation", self.fmb_activation, FMB_ACTIVATIONS)
+        _choice("model", "linear_init", self.linear_init, LINEAR_INITS)
+        _choice("model", "embedding_init", self.embedding_init, EMBEDDING_INITS)
+
+    def mlp_style(self, dropout: float | None, norm: str | None) -> dict[str, Any]:
+        """A group's ``dropout`` and ``norm``, the model-wide ``mlp_*`` ones where the group's are None."""
+        return {
+            "dropout": self.mlp_dropout if dropout is None else dropout,
+            "norm": self.mlp_norm if norm is None else norm,
+        }
 
 
 @dataclass
@@ -171,21 +236,92 @@ class DataConfig:
 
 SHARDING_STRATEGIES = ("hybrid", "planner", "table_wise", "row_wise", "column_wise", "data_parallel")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+# FBGEMM's fused optimizers for sharded tables; its CPU kernels offer only the first three.
+EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam", "partial_rowwise_adam")
+CPU_EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd")
+WEIGHT_DECAY_MODES = ("l2", "decoupled")
+
+
+def _embedding_weight_decay(where: str, optimizer: str, weight_decay: float) -> None:
+    if weight_decay < 0:
+        raise ValueError(f"{where}: weight_decay must be >= 0, got {weight_decay}")
+    if weight_decay > 0 and optimizer in ("adagrad", "sgd"):
+        raise ValueError(
+            f"{where}: FBGEMM's {optimizer} has no weight decay; use rowwise_adagrad or adam, "
+            "or train.embedding_l2 (a penalty in the loss)"
+        )
+
+
+@dataclass
+class EmbeddingGroupConfig:
+    """Optimizer settings for a group of sharded (fused) tables, picked by feature name and size.
+
+    A table joins the first group of ``train.embedding_groups`` whose ``features`` globs (fnmatch)
+    match its feature's name and whose row bounds hold its size; tables of no group, and settings a
+    group leaves null, use ``train.embedding_optimizer`` / ``embedding_learning_rate`` /
+    ``embedding_weight_decay``. Replicated (data-parallel) tables are dense parameters: Adam trains
+    them at ``train.learning_rate`` whatever their group.
+
+    Example (YAML)::
+
+        embedding_groups:
+          - {min_rows: 100000, learning_rate: 0.1}           # big id spaces learn faster
+          - {features: [genre*, year], optimizer: sgd, learning_rate: 0.5}
+    """
+
+    features: list[str] = field(default_factory=lambda: ["*"])  # fnmatch globs of feature names
+    min_rows: int = 0  # only tables with at least this many rows
+    max_rows: int = 0  # only tables with at most this many rows (0: no limit)
+    optimizer: str | None = None  # one of EMBEDDING_OPTIMIZERS (None: train.embedding_optimizer)
+    learning_rate: float | None = None  # None: train.embedding_learning_rate
+    weight_decay: float | None = None  # None: train.embedding_weight_decay
+
+    def matches(self, feature: str, rows: int) -> bool:
+        from fnmatch import fnmatchcase
+
+        in_size = rows >= self.min_rows and (not self.max_rows or rows <= self.max_rows)
+        return in_size and any(fnmatchcase(feature, pattern) for pattern in self.features)
 
 
 @dataclass
 class TrainConfig:
     """Optimisation (paper, appendix A): Adam for dense parameters, row-wise Adagrad for embeddings,
-    linear warm-up; plus validation, early stopping, checkpoints and sharding."""
+    linear warm-up; plus validation, early stopping, checkpoints and sharding.
+
+    Sharded tables are trained by an FBGEMM optimizer fused into the backward pass (each row is
+    updated as its gradient is computed): only rows looked up in a batch change, so embedding weight
+    decay touches those rows only, and fused gradients never exist as tensors, so they cannot join
+    a global gradient norm (``grad_clip_norm``); ``embedding_grad_clip`` clamps them element-wise
+    instead. Replicated (data-parallel) tables are dense parameters, trained by Adam at
+    ``learning_rate`` and clipped with the dense ones, but not weight-decayed.
+
+    Learning rate at step s: ``lr = base · f(s) · p``, with ``f`` the warm-up then ``lr_schedule``
+    factor and ``p = plateau_factor^r`` after r plateaus (``plateau_patience`` validations in a row
+    without a better AUC). ``f`` scales the dense rates (and the embedding ones with
+    ``schedule_embeddings``); ``p`` scales every rate. The exported model is always the best
+    validation step's, so a plateau schedule ends restored to its best weights.
+    """
 
     batch_size: int = 512  # global: each of W ranks reads batch_size / W rows per step
     epochs: int = 1
     max_steps: int = 0  # stop after this many steps (0: run all epochs)
     learning_rate: float = 1e-3  # Adam, dense parameters
-    embedding_learning_rate: float = 0.05  # fused row-wise Adagrad, sharded tables
+    weight_decay: float = 0.0  # decoupled (AdamW): w -= lr·wd·w on dense weight matrices (not biases, norms, tables)
+    embedding_optimizer: str = "rowwise_adagrad"  # sharded tables: rowwise_adagrad, adagrad, sgd; on GPU also adam,
+    # partial_rowwise_adam
+    embedding_learning_rate: float = 0.05  # the fused optimizer's rate, sharded tables
+    embedding_weight_decay: float = 0.0  # the fused optimizer's decay of the rows in the batch (not adagrad/sgd)
+    embedding_weight_decay_mode: str = "l2"  # rowwise_adagrad: l2 (wd·w added to the gradient) or decoupled
+    # (w -= lr·wd·w); adam and partial_rowwise_adam always decay decoupled
+    embedding_l2: float = 0.0  # loss += λ·mean over examples of Σ_f ||e_f||², e_f the pooled embeddings (all tables)
+    embedding_groups: list[EmbeddingGroupConfig] = field(default_factory=list)  # per-group optimizer settings
     warmup_steps: int = 100  # linear warm-up of the dense learning rate
     lr_schedule: str = "constant"  # after warm-up: constant, linear (to 0 at the last step) or cosine
-    grad_clip_norm: float = 0.0  # clip the dense gradients' global norm (0: off)
+    schedule_embeddings: bool = False  # apply warm-up and lr_schedule to the embedding rates too
+    plateau_factor: float = 1.0  # multiply every rate by this at each plateau (1: off; FuxiCTR's 0.1)
+    plateau_patience: int = 1  # validations in a row without a better AUC that make a plateau
+    grad_clip_norm: float = 0.0  # clip the global norm of dense and replicated-table gradients (0: off)
+    embedding_grad_clip: float = 0.0  # clamp each fused-table gradient entry to ±this (0: off)
     validate_every: int = 0  # steps between validations (0: at each epoch end only)
     patience: int = 0  # stop after this many validations without a better AUC (0: never)
     checkpoint_every: int = 200  # steps between checkpoints (0: at the end only)
@@ -211,6 +347,29 @@ class TrainConfig:
             raise ValueError(f"train.sharding must be one of {', '.join(SHARDING_STRATEGIES)}, got {self.sharding!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for name in ("weight_decay", "embedding_l2", "embedding_grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.plateau_factor <= 1:
+            raise ValueError(f"train.plateau_factor must be in (0, 1] (1: off), got {self.plateau_factor}")
+        _positive("train", plateau_patience=self.plateau_patience)
+        _choice("train", "embedding_optimizer", self.embedding_optimizer, EMBEDDING_OPTIMIZERS)
+        _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
+        _embedding_weight_decay("train.embedding_weight_decay", self.embedding_optimizer, self.embedding_weight_decay)
+        for i, group in enumerate(self.embedding_groups):
+            where = f"train.embedding_groups[{i}]"
+            _choice(where, "optimizer", group.optimizer, EMBEDDING_OPTIMIZERS)
+            if group.learning_rate is not None:
+                _positive(where, learning_rate=group.learning_rate)
+            if not group.features:
+                raise ValueError(f"{where}.features must hold at least one glob (e.g. ['*'])")
+            if group.min_rows < 0 or group.max_rows < 0 or (group.max_rows and group.max_rows < group.min_rows):
+                raise ValueError(f"{where}: need 0 <= min_rows <= max_rows (max_rows 0: no limit)")
+            _embedding_weight_decay(
+                where,
+                group.optimizer or self.embedding_optimizer,
+                self.embedding_weight_decay if group.weight_decay is None else group.weight_decay,
+            )
 
 
 @dataclass
@@ -238,8 +397,12 @@ def _explain(error: OmegaConfBaseException, source: str) -> ConfigError:
     parent = full_key.rpartition(".")[0]
     message = str(error).splitlines()[0]
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
-        where = f"under '{parent}'" if parent else "at the top level"
-        return ConfigError(f"{source}: unknown key '{full_key}'; valid keys {where}: {', '.join(valid_keys(parent))}")
+        section = getattr(error, "object_type", None)
+        if parent or not dataclasses.is_dataclass(section) or section is Config:
+            where, keys = (f"under '{parent}'" if parent else "at the top level"), valid_keys(parent)
+        else:  # an item of a list of sections (e.g. train.embedding_groups): OmegaConf gives no path
+            where, keys = f"in {section.__name__}", [f.name for f in dataclasses.fields(section)]
+        return ConfigError(f"{source}: unknown key '{full_key}'; valid keys {where}: {', '.join(keys)}")
     return ConfigError(f"{source}: {full_key or 'value'}: {message}")
 
 

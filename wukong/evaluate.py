@@ -9,6 +9,12 @@
 - ``rows``, ``positive_rate``;
 - curves: ROC points (at most ``max_points``), a calibration curve (mean prediction vs mean label
   in equal-count bins of the prediction) and a confusion matrix.
+
+On data whose true probabilities are known (the teacher source, :mod:`wukong.data.oracle`),
+:func:`oracle_metrics` adds, on the same rows: ``oracle_logloss`` and ``oracle_auc`` (the Bayes
+limit: no model can be expected to do better), ``oracle_expected_logloss`` (the mean entropy of
+the true probabilities, which ``oracle_logloss`` matches up to sampling noise) and
+``excess_logloss`` = model LogLoss − oracle LogLoss, the reducible part of the loss.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics.classification import BinaryAUROC, BinaryROC
 
@@ -40,6 +47,38 @@ def compute_metrics(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str
         "calibration": p.mean().item() / base if base > 0 else float("nan"),
         "rows": int(predictions.numel()),
         "positive_rate": base,
+    }
+
+
+def oracle_metrics(
+    dataset_uri: str,
+    split: str,
+    row_ids: torch.Tensor | np.ndarray,
+    probabilities: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+) -> dict[str, float]:
+    """Oracle metrics of predictions for rows ``row_ids`` of ``split`` of the dataset at ``dataset_uri``
+    (all ``(N,)``); ``{}`` when the dataset stores no true probabilities.
+
+    Returns:
+        ``oracle_logloss``, ``oracle_auc``, ``oracle_expected_logloss`` and ``excess_logloss``.
+
+    Raises:
+        DataError: a row id is not in that split (the predictions are not of this dataset).
+    """
+    from wukong.data.oracle import entropy, read_oracle
+
+    table = read_oracle(dataset_uri, split)
+    if table is None:
+        return {}
+    truth = table.lookup(np.asarray(row_ids), f"{dataset_uri} ({split})")
+    predicted, labels = torch.as_tensor(probabilities), torch.as_tensor(labels)
+    model, oracle = compute_metrics(predicted, labels), compute_metrics(torch.from_numpy(truth), labels)
+    return {
+        "oracle_logloss": oracle["logloss"],
+        "oracle_auc": oracle["auc"],
+        "oracle_expected_logloss": float(entropy(truth).mean()),
+        "excess_logloss": model["logloss"] - oracle["logloss"],
     }
 
 
@@ -104,12 +143,13 @@ def evaluate_model(model_uri: str, data_uri: str, split: str = "test", batch_siz
     reader = DatasetReader(data_uri, split, batch_size, rank=rank, world_size=world, shuffle=False, drop_last=False)
     check_schema(FeatureSchema.from_dict(card["schema"]), reader.schema, data_uri)
     model.eval()
-    probabilities, labels = predict(lambda b: model(b.dense, b.sparse), reader, torch.device("cpu"))
+    probabilities, labels, row_ids = predict(lambda b: model(b.dense, b.sparse), reader, torch.device("cpu"))
     return {
         "model": model_uri,
         "model_name": card["model"],
         "data": data_uri,
         "split": split,
         **compute_metrics(probabilities, labels),
+        **oracle_metrics(data_uri, split, row_ids, probabilities, labels),
         "curves": curves(probabilities, labels),
     }

@@ -114,22 +114,83 @@ def test_shuffling_is_seeded_and_changes_each_epoch(uneven: str) -> None:
     assert unshuffled == sorted(unshuffled)
 
 
-def test_resume_mid_epoch_returns_exactly_the_remaining_batches(uneven: str) -> None:
-    full = DatasetReader(uneven, "train", 40, seed=5)
-    expected = [b.row_ids.tolist() for b in full]
-    first = DatasetReader(uneven, "train", 40, seed=5)
+def ids_of(batches) -> list[list[int]]:
+    return [b.row_ids.tolist() for b in batches]
+
+
+def first_batches(reader: DatasetReader, count: int) -> list[list[int]]:
     seen = []
-    for batch in first:
-        seen.append(batch.row_ids.tolist())
-        if len(seen) == 7:
+    for batch in reader:
+        if len(seen) == count:
             break
-    state = first.state_dict()
-    assert state == {"epoch": 0, "batches": 7, "seed": 5, "split": "train"}
-    resumed = DatasetReader(uneven, "train", 40, seed=5)
+        seen.append(batch.row_ids.tolist())
+    return seen
+
+
+@pytest.mark.parametrize("workers", [0, 2, 3])
+@pytest.mark.parametrize("skip", [7, 8])
+def test_resume_mid_epoch_returns_exactly_the_remaining_batches(uneven: str, workers: int, skip: int) -> None:
+    """Bit-exact: the same batches in the same order as an uninterrupted epoch, with DataLoader
+    workers too (their round-robin hand-back must not reorder batches after an odd skip)."""
+    options = dict(seed=5, num_workers=workers, shuffle_buffer_rows=300)
+    expected = ids_of(DatasetReader(uneven, "train", 40, **options))
+    first = DatasetReader(uneven, "train", 40, **options)
+    seen = first_batches(first, skip + 2)[:skip]  # a pipeline fetches ahead of what it trained on
+    state = first.state_dict(batches=skip)
+    assert state["epoch"] == 0 and state["seed"] == 5 and state["split"] == "train"
+    assert [leg["batches"] for leg in state["legs"]] == [skip]
+    assert state["legs"][0]["workers"] == max(1, workers), "the position records what the shuffle depends on"
+    resumed = DatasetReader(uneven, "train", 40, **options)
     resumed.load_state_dict(state)
-    rest = [b.row_ids.tolist() for b in resumed]
+    assert resumed.batches_left() == len(expected) - skip
+    rest = ids_of(resumed)
     assert seen + rest == expected
-    assert resumed.state_dict()["epoch"] == 1
+    assert resumed.state_dict()["epoch"] == 1 and resumed.state_dict()["legs"] == []
+
+
+def read_ranks(uri: str, world: int, workers: int, state: dict | None, steps: int | None) -> tuple[list, dict]:
+    """Every rank's batches (the first ``steps``, or all) of a job of ``world`` ranks, and the position
+    after them (the same on every rank)."""
+    per_rank, states = [], []
+    for rank in range(world):
+        reader = DatasetReader(
+            uri, "train", GLOBAL_BATCH // world, rank=rank, world_size=world, num_workers=workers,
+            seed=2, shuffle_buffer_rows=200,
+        )  # fmt: skip
+        if state is not None:
+            reader.load_state_dict(state)
+        batches = first_batches(reader, steps) if steps is not None else ids_of(reader)
+        per_rank.append(batches)
+        states.append(reader.state_dict(batches=reader.position if steps is None else steps))
+    assert all(s == states[0] for s in states), "ranks disagree on the data position"
+    return per_rank, states[0]
+
+
+GLOBAL_BATCH = 60
+
+
+@pytest.mark.parametrize(("before", "after"), [((2, 0), (1, 0)), ((1, 0), (2, 2)), ((2, 2), (3, 0)), ((3, 0), (2, 0))])
+def test_an_epoch_resumed_under_another_world_size_reads_every_row_once(uneven: str, before, after) -> None:
+    total = len(all_row_ids(uneven, "train"))
+    steps = 11
+    first, state = read_ranks(uneven, *before, None, steps)
+    assert sum(leg["batches"] for leg in state["legs"]) == steps
+    rest, end = read_ranks(uneven, *after, state, None)
+    assert len({len(batches) for batches in rest}) == 1, "every rank gets the same number of batches"
+    assert steps + len(rest[0]) == total // GLOBAL_BATCH, "the epoch keeps its number of steps"
+    ids = [i for batches in first + rest for batch in batches for i in batch]
+    assert len(ids) == len(set(ids)), "a row was read twice in one epoch"
+    assert set(ids) <= set(all_row_ids(uneven, "train")) and total - len(ids) < GLOBAL_BATCH
+    assert end["epoch"] == 0 and sum(leg["batches"] for leg in end["legs"]) == total // GLOBAL_BATCH
+
+
+def test_a_position_from_another_dataset_is_refused(uneven: str, tmp_path: Path) -> None:
+    other = str(tmp_path / "other")
+    prepare(SyntheticSource(rows=ROWS, seed=7, cardinality=50), other, PrepareOptions(shard_rows=700, block_rows=300))
+    reader = DatasetReader(uneven, "train", 40)
+    first_batches(reader, 3)
+    with pytest.raises(DataError, match=r"saved data position is for the dataset prepared by run .* resume with the"):
+        DatasetReader(other, "train", 40).load_state_dict(reader.state_dict())
 
 
 def test_corrupt_shard_is_refused(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kubeflow.training.api_client import ApiClient as TrainingApiClient
 
+from wukong.launch import JobResources, build_pytorchjob, to_wire
 from wukong.launch.examples import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +59,29 @@ def test_resources_are_schema_valid(path: Path, doc: dict) -> None:
         assert job.spec.pytorch_replica_specs["Master"].template.spec.containers[0].name == "pytorch"
     else:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def replica_pods() -> list:
+    """Each replica of every PyTorchJob (the k8s/ examples and the builder's defaults) as the Pod the
+    training operator creates from its template: the template's metadata and spec under a Pod."""
+    jobs = [(str(p.relative_to(K8S)), d) for p, d in resources() if d["kind"] == "PyTorchJob"]
+    jobs.append(
+        ("build_pytorchjob(defaults)", to_wire(build_pytorchjob("wukong-train-x", ["--data", "d"], JobResources())))
+    )
+    cases = []
+    for where, job in jobs:
+        for replica, spec in job["spec"]["pytorchReplicaSpecs"].items():
+            template = spec["template"]
+            metadata = {**template.get("metadata", {}), "name": f"{job['metadata']['name']}-{replica.lower()}-0"}
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
+            cases.append(pytest.param(pod, id=f"{where}:{replica}"))
+    return cases
+
+
+@pytest.mark.parametrize("pod", replica_pods())
+def test_replica_pod_templates_are_valid_pods(pod: dict) -> None:
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    assert pod["spec"]["containers"][0]["name"] == "pytorch"  # the operator injects its rendezvous env there
 
 
 def test_kustomizations_reference_existing_files() -> None:

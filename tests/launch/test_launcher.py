@@ -169,3 +169,43 @@ def test_pipeline_train_step_with_the_pytorchjob_launcher(tmp_path, monkeypatch:
     assert pod["nodeSelector"] == {"pool": "h100"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert pod["containers"][0]["image"] == "reg/wukong:cuda"
+
+
+def test_the_stand_in_honours_label_selectors() -> None:
+    cluster = StandInCluster(["Running"])
+    try:
+        launcher = PyTorchJobLauncher(api_client(cluster.url), "ml", poll_seconds=0.01, log=lambda _: None)
+        for name, nodes in (("job-a", 3), ("job-b", 1)):
+            launcher.get_or_create(build_pytorchjob(name, ARGS, JobResources(namespace="ml", nodes=nodes)))
+        launcher.get_or_create(build_pytorchjob("job-c", ARGS, JobResources(namespace="other")))
+        core = k8s.CoreV1Api(api_client(cluster.url))
+
+        def pods(selector: str) -> list[str]:
+            return sorted(p.metadata.name for p in core.list_namespaced_pod("ml", label_selector=selector).items)
+
+        job, kind = "training.kubeflow.org/job-name", "training.kubeflow.org/replica-type"
+        a = ["job-a-master-0", "job-a-worker-0", "job-a-worker-1"]
+        assert pods(f"{job}=job-a,{kind}=master") == ["job-a-master-0"]
+        assert pods(f"{job}==job-a") == a
+        assert pods(f"{job}!=job-a") == ["job-b-master-0"]
+        assert pods(f"{kind} in (worker, launcher)") == a[1:]
+        assert pods(f"{kind} notin (master),{job}") == a[1:]
+        assert pods("app.kubernetes.io/component=train,!no-such-label") == [*a, "job-b-master-0"]  # not job-c's
+        assert pods("no-such-label") == [] and pods(f"{job}=job-c") == []
+        with pytest.raises(k8s.ApiException) as error:
+            pods(f"{job} in job-a")
+        assert error.value.status == 400
+    finally:
+        cluster.close()
+
+
+def test_logs_come_from_the_master_of_the_job_being_followed() -> None:
+    cluster = StandInCluster(["Running", "Running", "Succeeded"])
+    try:
+        launcher = PyTorchJobLauncher(api_client(cluster.url), "kubeflow", poll_seconds=0.01, log=lambda _: None)
+        launcher.get_or_create(build_pytorchjob("wukong-train-other", ARGS, JobResources(nodes=2)))
+        launcher.run(build_pytorchjob("wukong-train-mine", ARGS, JobResources(nodes=2)))
+    finally:
+        cluster.close()
+    read = {path.rsplit("/", 2)[1] for method, path in cluster.requests if path.endswith("/log")}
+    assert read == {"wukong-train-mine-master-0"}

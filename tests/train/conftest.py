@@ -19,9 +19,10 @@ FAST = ["--config", "tiny", "--batch-size", "256", "--warmup-steps", "20"]
 
 
 @pytest.fixture(scope="session")
-def ml_dataset(movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+def ml_dataset(generated_movielens: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The generated MovieLens folder (tests/fixtures.py) prepared: ~48 000 training rows in 2 shards."""
     out = str(tmp_path_factory.mktemp("ml") / "dataset")
-    prepare(open_source("movielens", movielens), out, PrepareOptions(shard_rows=25_000))
+    prepare(open_source("movielens", generated_movielens), out, PrepareOptions(shard_rows=25_000))
     return out
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from wukong import __version__
-from wukong.cli import data, models, pipeline, registry, train
+from wukong.cli import data, models, pipeline, registry, sweep, train, tune
 from wukong.config import ConfigError
 from wukong.data.errors import DataError
 from wukong.io import StorageError
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     registry.register(commands)
     pipeline.register(commands)
     models.register(commands)
+    tune.register(commands)
+    sweep.register(commands)
     return parser
 
 

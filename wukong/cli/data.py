@@ -39,7 +39,13 @@ def _prepare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     source = open_source(
-        args.source, args.input, spec=args.spec, rows=args.rows, seed=args.seed, cardinality=args.cardinality
+        args.source,
+        args.input,
+        spec=args.spec,
+        rows=args.rows,
+        seed=args.seed,
+        cardinality=args.cardinality,
+        teacher=_teacher_config(args),
     )
     total = 2 * source.total_rows if source.total_rows else None
     with tqdm(
@@ -51,6 +57,35 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --teacher-X flag -> TeacherConfig field, with its help text (defaults are the dataclass's).
+TEACHER_FLAGS = {
+    "fields": ("num_sparse", int, "categorical fields F"),
+    "dense": ("num_dense", int, "dense count features D (0: none)"),
+    "latent-dim": ("latent_dim", int, "latent vector size r per id"),
+    "order": ("order", int, "highest interaction order M (units of orders 1..M in equal numbers)"),
+    "width": ("width", int, "product units K"),
+    "hidden": ("hidden", int, "width H of the readout network"),
+    "temperature": ("temperature", float, "label temperature T: the logit's sd is 1/T (lower: less noise)"),
+    "positive-rate": ("positive_rate", float, "mean label probability"),
+    "zipf": ("zipf_exponent", float, "popularity skew of the ids"),
+}
+
+
+def _teacher_config(args: argparse.Namespace):
+    """The teacher's shape from the --teacher-* flags (None for other sources, which take none of them)."""
+    given = {field: getattr(args, f"teacher_{flag.replace('-', '_')}") for flag, (field, _, _) in TEACHER_FLAGS.items()}
+    given = {field: value for field, value in given.items() if value is not None}
+    if args.source != "teacher":
+        if given:
+            from wukong.data.errors import DataError
+
+            raise DataError(f"the --teacher-* options apply to --source teacher only, not {args.source}")
+        return None
+    from wukong.data.sources.teacher import TeacherConfig
+
+    return TeacherConfig(**given)
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from wukong.data.inspect import summarize
     from wukong.data.manifest import read_manifest
@@ -59,6 +94,17 @@ def _inspect(args: argparse.Namespace) -> int:
     manifest = read_manifest(open_storage(args.uri))
     print(manifest.to_json() if args.json else summarize(manifest, args.uri))
     return 0
+
+
+def _add_teacher_flags(parser: argparse.ArgumentParser) -> None:
+    from wukong.data.sources.teacher import TeacherConfig
+
+    defaults = TeacherConfig()
+    group = parser.add_argument_group(
+        "teacher source", "labels from a known random network; every row's true probability is stored too"
+    )
+    for flag, (field, kind, text) in TEACHER_FLAGS.items():
+        group.add_argument(f"--teacher-{flag}", type=kind, metavar="N", help=f"{text} ({getattr(defaults, field)})")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -77,8 +123,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument("--input", type=Path, help="input file or folder (movielens without it downloads the data)")
     prepare.add_argument("--output", required=True, metavar="URI", help="dataset folder, file:// or s3://bucket/prefix")
     prepare.add_argument("--spec", type=Path, help="feature spec YAML (parquet source)")
-    prepare.add_argument("--rows", type=int, help="rows to generate (synthetic; default 100000) or to read (others)")
-    prepare.add_argument("--cardinality", type=int, default=10_000, help="ids per feature (synthetic; %(default)s)")
+    prepare.add_argument(
+        "--rows", type=int, help="rows to generate (synthetic: default 100000, teacher: 1000000) or to read (others)"
+    )
+    prepare.add_argument(
+        "--cardinality",
+        type=int,
+        help="ids per feature (synthetic: default 10000), or the largest (teacher: default 2000, fields span 10x)",
+    )
     prepare.add_argument("--seed", type=int, default=0, help="seed of the split and the generator (%(default)s)")
     prepare.add_argument("--shard-rows", type=int, default=200_000, help="rows per shard (%(default)s)")
     prepare.add_argument("--block-rows", type=int, default=8192, help="rows per tar member (%(default)s)")
@@ -111,6 +163,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="fail (publishing nothing) above this share of malformed rows (%(default)s)",
     )
     prepare.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
+    _add_teacher_flags(prepare)
     prepare.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     prepare.set_defaults(func=_prepare)
 

@@ -1,7 +1,8 @@
 """``manifest.json``: the commit marker and table of contents of a dataset.
 
 A dataset is a folder or object prefix holding ``shards/<split>-<run>-NNNNNN.tar`` files, a
-vocabulary file, a rejects file and ``manifest.json``. The manifest is written **last**, in one
+vocabulary file, a rejects file, per-split oracle probabilities when the source knows them
+(:mod:`wukong.data.oracle`) and ``manifest.json``. The manifest is written **last**, in one
 atomic write: a prefix without one is not a dataset, and a reader never sees a half-written one.
 Shard and side-file names carry the run id, so a re-run (``--overwrite``) writes beside the old
 dataset and replaces it only when its own manifest lands.
@@ -58,7 +59,7 @@ class Manifest:
     run_id: str
     created: str
     tool_version: str
-    files: dict[str, str] = field(default_factory=dict)  # side files: vocabulary, rejects
+    files: dict[str, str] = field(default_factory=dict)  # side files: vocabulary, rejects, oracle_<split>
 
     def rows(self, split: str) -> int:
         return sum(s.rows for s in self.splits.get(split, []))

@@ -8,7 +8,8 @@ vocabularies whatever the input size:
    **training rows only**. Too many rejects → fail here, before anything is written;
 2. *write*: encode every row and append it to its split's shards.
 
-Publication is all-or-nothing: shards, vocabulary and rejects carry this run's id in their names and
+Publication is all-or-nothing: shards, vocabulary, rejects and oracle probabilities (sources that know
+each row's true probability, see :mod:`wukong.data.oracle`) carry this run's id in their names and
 ``manifest.json`` is written last. An existing dataset is replaced only with ``overwrite=True``, and
 only when the new manifest lands; then the old run's objects are removed. Objects left by an
 interrupted run (no manifest references them) are removed at the start of the next run.
@@ -34,12 +35,14 @@ import pyarrow.parquet as pq
 from wukong import __version__
 from wukong.data.errors import DataError
 from wukong.data.manifest import MANIFEST, SPLITS, Manifest, read_manifest
+from wukong.data.oracle import OracleWriter
 from wukong.data.preprocess import (
     SPLIT_CODES,
     DenseStats,
     FrequencyVocabulary,
     HashEncoder,
     RatioSplit,
+    Reservoir,
     TimeSplit,
     transform_dense,
 )
@@ -107,24 +110,13 @@ def _time_split(source: Source, options: PrepareOptions) -> TimeSplit:
     """Cut-offs at the train and train+valid quantiles of the time column (a reservoir sample)."""
     if source.spec.time is None:
         raise DataError(f"--split-by time: the {source.name} source has no time column")
-    rng = np.random.default_rng(options.seed)
-    sample, seen = np.empty(0, dtype=np.float64), 0
+    reservoir = Reservoir(TIME_SAMPLE, np.random.default_rng(options.seed))
     for chunk in source.chunks():
-        times = pc.fill_null(chunk.table.column(source.spec.time), 0).to_numpy().astype(np.float64)
-        if len(sample) + len(times) <= TIME_SAMPLE:
-            sample = np.concatenate([sample, times])
-        else:  # reservoir sampling, vectorised per chunk
-            positions = rng.integers(0, seen + np.arange(1, len(times) + 1))
-            keep = positions < TIME_SAMPLE
-            sample = (
-                sample if len(sample) == TIME_SAMPLE else np.concatenate([sample, times[: TIME_SAMPLE - len(sample)]])
-            )
-            sample[positions[keep]] = times[keep]
-        seen += len(times)
-    if not seen:
+        reservoir.add(pc.fill_null(chunk.table.column(source.spec.time), 0).to_numpy().astype(np.float64))
+    if not reservoir.seen:
         return TimeSplit(0, 0)
     train, valid, _ = options.split
-    valid_start, test_start = np.quantile(sample, [train, train + valid], method="higher")
+    valid_start, test_start = np.quantile(reservoir.sample, [train, train + valid], method="higher")
     return TimeSplit(float(valid_start), float(test_start))
 
 
@@ -219,6 +211,10 @@ def _labels(table: pa.Table, column: str) -> np.ndarray:
     return pc.fill_null(pc.cast(table.column(column), pa.float64()), 0).to_numpy()
 
 
+def _oracle_probabilities(table: pa.Table, column: str) -> np.ndarray:
+    return pc.cast(table.column(column), pa.float64()).to_numpy()
+
+
 def _row_ids(start: int, count: int) -> np.ndarray:
     return np.arange(start, start + count, dtype=np.int64)
 
@@ -275,21 +271,27 @@ def prepare(
     layout = Layout.of(encoder.schema())
     with tempfile.TemporaryDirectory(prefix="wukong-shards-") as workdir:
         writer = ShardWriter(storage, run_id, options.shard_rows, options.block_rows, Path(workdir))
+        oracle = OracleWriter(storage, run_id, Path(workdir)) if source.spec.oracle else None
         try:
             row_count = 0
             for chunk in source.chunks():  # pass 2: encode and write
                 ids = _row_ids(row_count, chunk.table.num_rows)
                 block = encoder.encode(chunk.table, ids, layout)
                 splits = encoder.splits_of(chunk.table, ids)
+                probabilities = _oracle_probabilities(chunk.table, source.spec.oracle) if oracle else None
                 for name, code in SPLIT_CODES.items():
-                    writer.add(name, block.take(np.flatnonzero(splits == code)))
+                    rows = np.flatnonzero(splits == code)
+                    writer.add(name, block.take(rows))
+                    if oracle:
+                        oracle.add(name, ids[rows], probabilities[rows], block.labels[rows])
                 row_count += chunk.table.num_rows
                 if progress:
                     progress(chunk.table.num_rows + len(chunk.rejects))
             shards = writer.close()
             files = _write_side_files(storage, run_id, encoder, rejects)
+            oracle_files, oracle_statistics = oracle.close() if oracle else ({}, {})
         except BaseException:
-            storage.delete(writer.published)
+            storage.delete(writer.published + (oracle.published if oracle else []))
             raise
 
     manifest = Manifest(
@@ -312,11 +314,12 @@ def prepare(
         statistics={
             "dense": {name: stats.to_dict() for name, stats in encoder.dense_stats.items()},
             "label_mean": {n: encoder.label_sum[n] / encoder.rows[n] if encoder.rows[n] else None for n in SPLITS},
+            **({"oracle": oracle_statistics} if oracle_statistics else {}),
         },
         run_id=run_id,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         tool_version=__version__,
-        files=files,
+        files={**files, **oracle_files},
     )
     storage.write_bytes(MANIFEST, manifest.to_json().encode())  # the commit point
     if previous:

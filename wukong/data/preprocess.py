@@ -70,6 +70,33 @@ class TimeSplit:
         return {"by": "time", "valid_start": self.valid_start, "test_start": self.test_start}
 
 
+class Reservoir:
+    """A uniform random sample of at most ``size`` values of a stream (Algorithm R, vectorised per chunk).
+
+    The first ``size`` values fill the sample; value ``i`` (0-based, over the whole stream) after that
+    draws a slot ``j`` uniformly from ``0..i`` and replaces the value there when ``j < size``. After
+    ``n`` values each of them is in the sample with probability ``min(1, size / n)``.
+    """
+
+    def __init__(self, size: int, rng: np.random.Generator) -> None:
+        self.size, self.rng = size, rng
+        self.sample = np.empty(0, dtype=np.float64)
+        self.seen = 0
+
+    def add(self, values: np.ndarray) -> None:
+        fill = min(self.size - len(self.sample), len(values))
+        self.sample = np.concatenate([self.sample, values[:fill]]) if fill else self.sample
+        rest = values[fill:]
+        if len(rest):
+            slots = self.rng.integers(0, self.seen + fill + np.arange(1, len(rest) + 1))
+            keep = slots < self.size
+            slots, rest = slots[keep], rest[keep]
+            # A slot drawn twice in this chunk keeps the later value, as the one-by-one algorithm would.
+            last = len(slots) - 1 - np.unique(slots[::-1], return_index=True)[1]
+            self.sample[slots[last]] = rest[last]
+        self.seen += len(values)
+
+
 def transform_dense(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     r"""``log(1 + max(x, 0))`` as float32; a missing value becomes 0 (the transform of 0)."""
     x = pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy()
@@ -176,7 +203,11 @@ class FrequencyVocabulary(CategoricalEncoder):
 
 @dataclass
 class HashEncoder(CategoricalEncoder):
-    """``id = hash(value) mod size``: no vocabulary, fixed table size, collisions allowed."""
+    """``id = hash(value) mod size``: no vocabulary, fixed table size, collisions allowed.
+
+    Integers are mixed with :func:`splitmix64` (xor ``salt``), other values hashed with BLAKE2b. A
+    missing value hashes like 0 (integers) or the empty string (others), whatever the chunk.
+    """
 
     size: int
     salt: int = 0
@@ -196,14 +227,14 @@ class HashEncoder(CategoricalEncoder):
         if pa.types.is_integer(flat.type):
             words = splitmix64(pc.fill_null(flat, 0).to_numpy().astype(np.uint64) ^ np.uint64(self.salt))
             return (words % np.uint64(self.size)).astype(np.int32)
-        encoded = pc.dictionary_encode(flat)
+        encoded = pc.dictionary_encode(flat, null_encoding="encode")  # a missing value is an entry too
         dictionary = encoded.dictionary.to_pylist()
         hashed = np.array(
             [int.from_bytes(hashlib.blake2b(_as_bytes(v), digest_size=8).digest(), "little") for v in dictionary],
             dtype=np.uint64,
         )
         codes = (hashed % np.uint64(self.size)).astype(np.int32)
-        return codes[pc.fill_null(encoded.indices, 0).to_numpy()] if len(codes) else np.zeros(len(flat), np.int32)
+        return codes[encoded.indices.to_numpy()] if len(codes) else np.zeros(len(flat), np.int32)
 
     def describe(self) -> dict:
         return {"mode": "hash", "size": self.size}

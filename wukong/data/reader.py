@@ -7,7 +7,8 @@ Example::
     for epoch in range(epochs):
         for batch in reader:          # Batch(dense, KeyedJaggedTensor, labels, row_ids)
             ...
-    state = reader.state_dict()       # {"epoch": e, "batches": k}: resume mid-epoch later
+    state = reader.state_dict(batches=k)   # the epoch after k batches: resume there later,
+    reader.load_state_dict(state)          # under this world size or another (wukong.data.plan)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,8 +27,9 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from wukong.data.batch import Batch
 from wukong.data.errors import DataError
 from wukong.data.manifest import Manifest, ShardInfo, read_manifest
-from wukong.data.plan import Stretch, rank_stretch, shard_order, worker_stretch
+from wukong.data.plan import EpochPlan, Leg, RowRanges, rank_stretch, shard_order
 from wukong.data.rows import Layout, RowBlock
+from wukong.data.shuffle import BatchCutter
 from wukong.io import open_storage
 
 TensorTuple = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -58,94 +61,89 @@ def to_batch(tensors: TensorTuple, layout: Layout) -> Batch:
     return Batch(dense, sparse, labels, row_ids)
 
 
+def epoch_blocks(shards: list[ShardInfo], order: np.ndarray) -> tuple[list[int], list[tuple[int, int]]]:
+    """The stored blocks in an epoch's shard order: their row counts and (shard, block) indices."""
+    where = [(int(s), b) for s in order for b in range(len(shards[s].blocks))]
+    return [shards[s].blocks[b].rows for s, b in where], where
+
+
 class _ShardSource:
-    """Blocks of rows ``[start, stop)`` of an epoch order, read shard by shard and checked against the manifest."""
+    """Rows of an epoch order, read block by block and checked against the manifest."""
 
-    def __init__(self, uri: str, shards: list[ShardInfo], layout: Layout, verify: bool) -> None:
+    def __init__(
+        self, uri: str, shards: list[ShardInfo], layout: Layout, verify: bool, where: list[tuple[int, int]]
+    ) -> None:
         self.storage = open_storage(uri)
-        self.shards, self.layout, self.verify = shards, layout, verify
+        self.shards, self.layout, self.verify, self.where = shards, layout, verify, where
+        self._loaded: tuple[int, memoryview] | None = None  # the last shard read: its blocks come in runs
 
-    def _load(self, shard: ShardInfo) -> bytes:
-        data = self.storage.read_bytes(shard.path)
-        if self.verify:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != shard.sha256 or len(data) != shard.bytes:
-                raise DataError(
-                    f"{self.storage.uri(shard.path)}: sha256 mismatch (manifest {shard.sha256[:12]}…, read "
-                    f"{digest[:12]}…, {len(data)} bytes): the shard is corrupt or was modified; re-run prepare"
-                )
-        return data
-
-    def blocks(self, order: np.ndarray, stretch: Stretch) -> Iterator[RowBlock]:
-        position = 0
-        for index in order:
+    def _shard(self, index: int) -> memoryview:
+        if self._loaded is None or self._loaded[0] != index:
             shard = self.shards[index]
-            shard_start, position = position, position + shard.rows
-            if position <= stretch.start or shard_start >= stretch.stop:
-                continue
-            data = memoryview(self._load(shard))
-            block_start = shard_start
-            for block in shard.blocks:
-                lo, hi = max(stretch.start, block_start), min(stretch.stop, block_start + block.rows)
-                if lo < hi:
-                    rows = RowBlock.from_ipc(data[block.offset : block.offset + block.length], self.layout)
-                    yield rows.slice(lo - block_start, hi - block_start) if hi - lo < block.rows else rows
-                block_start += block.rows
+            data = self.storage.read_bytes(shard.path)
+            if self.verify:
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != shard.sha256 or len(data) != shard.bytes:
+                    raise DataError(
+                        f"{self.storage.uri(shard.path)}: sha256 mismatch (manifest {shard.sha256[:12]}…, read "
+                        f"{digest[:12]}…, {len(data)} bytes): the shard is corrupt or was modified; re-run prepare"
+                    )
+            self._loaded = (index, memoryview(data))
+        return self._loaded[1]
 
-
-def _batches(
-    blocks: Iterator[RowBlock], sizes: tuple[int, ...], rng: np.random.Generator | None, buffer_rows: int
-) -> Iterator[RowBlock]:
-    """Cut a stream of blocks into batches of ``sizes``; with ``rng``, shuffle through a row buffer.
-
-    The buffer gathers at least ``buffer_rows`` rows (or all that remain), permutes them, hands out
-    batches until half of it is used, and keeps the rest to mix with the next blocks.
-    """
-    pending: list[RowBlock] = []
-    held = 0
-    exhausted = False
-    sizes_left = list(sizes)
-    while sizes_left:
-        while not exhausted and held < max(buffer_rows if rng else 0, sizes_left[0]):
-            block = next(blocks, None)
-            if block is None:
-                exhausted = True
+    def blocks(self, rows: RowRanges, edges: np.ndarray) -> Iterator[RowBlock]:
+        """The rows of ``rows``, one block per stored block they touch."""
+        for block, ranges in rows.pieces(edges):
+            shard, index = self.where[block]
+            info = self.shards[shard].blocks[index]
+            stored = RowBlock.from_ipc(self._shard(shard)[info.offset : info.offset + info.length], self.layout)
+            if len(ranges) > 1:
+                yield stored.take(np.concatenate([np.arange(lo, hi) for lo, hi in ranges]))
             else:
-                pending.append(block)
-                held += len(block)
-        pool = RowBlock.concat(pending)
-        if rng is not None:
-            pool = pool.take(rng.permutation(len(pool)))
-        keep = 0 if exhausted or rng is None else buffer_rows // 2
-        used = 0
-        while sizes_left and held - used - sizes_left[0] >= keep:
-            yield pool.slice(used, used + sizes_left[0])
-            used += sizes_left.pop(0)
-        if sizes_left and exhausted and held - used < sizes_left[0]:
-            raise RuntimeError(f"internal error: {held - used} rows left for a batch of {sizes_left[0]}")
-        pending, held = ([pool.slice(used, len(pool))] if used < len(pool) else []), held - used
+                lo, hi = ranges[0]
+                yield stored if hi - lo == len(stored) else stored.slice(lo, hi)
+
+    def rows_at(self, positions: np.ndarray, edges: np.ndarray) -> RowBlock:
+        """The rows at ``positions``, in that order."""
+        ranges = RowRanges.of(positions)
+        rows = RowBlock.concat(list(self.blocks(ranges, edges)))
+        return rows.take(np.searchsorted(ranges.to_array(), positions))
 
 
 class _EpochStream(IterableDataset):
-    """One epoch of one rank; inside a DataLoader worker, that worker's share of it."""
+    """One rank's share of the current leg of an epoch; inside a DataLoader worker, that worker's share.
 
-    def __init__(self, reader: DatasetReader, epoch: int, skip: int) -> None:
-        self.uri, self.shards, self.layout = reader.uri, reader.shards, reader.layout
-        self.order = shard_order(len(reader.shards), reader.seed, epoch, reader.shuffle)
-        self.rank_stretch = reader.stretch
-        self.seed, self.epoch, self.rank, self.skip = reader.seed, epoch, reader.rank, skip
-        self.shuffle, self.buffer_rows, self.verify = reader.shuffle, reader.shuffle_buffer_rows, reader.verify
+    Resumed ``skip`` batches into the leg, each worker fast-forwards its shuffle to where it stood then
+    (planned on row positions: only the rows its buffer held are read again). A DataLoader hands back
+    its workers' batches round-robin, so a worker whose batch in the round of ``skip`` is already
+    read yields a placeholder (None) for it, which the reader drops: the order stays the batch order.
+    """
 
-    def __iter__(self) -> Iterator[TensorTuple]:
+    def __init__(self, reader: DatasetReader, plan: EpochPlan, where: list[tuple[int, int]], skip: int) -> None:
+        self.uri, self.shards, self.layout, self.verify = reader.uri, reader.shards, reader.layout, reader.verify
+        self.plan, self.where, self.leg, self.rank, self.skip = plan, where, reader.leg, reader.rank, skip
+
+    def __iter__(self) -> Iterator[TensorTuple | None]:
         info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        stretch, indices = worker_stretch(self.rank_stretch, workers, worker)
-        source = _ShardSource(self.uri, self.shards, self.layout, self.verify)
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker]) if self.shuffle else None
-        batches = _batches(source.blocks(self.order, stretch), stretch.batch_sizes, rng, self.buffer_rows)
-        for index, rows in zip(indices, batches):
-            if index >= self.skip:  # resumed: batches before the saved position are replayed, not returned
-                yield to_tensors(rows)
+        worker = info.id if info else 0
+        plan = self.plan.worker(self.leg, self.rank, worker)
+        done = sum(j < self.skip for j in plan.indices)
+        replayed = self.plan.replay(self.leg, plan, done)
+        source = _ShardSource(self.uri, self.shards, self.layout, self.verify, self.where)
+        edges = self.plan.edges
+        cutter = BatchCutter(
+            source.blocks(plan.rows.slice(replayed.pulled, len(plan.rows)), edges),
+            replayed.sizes,
+            replayed.rng,
+            self.leg.buffer_rows,
+            pool=source.rows_at(replayed.pool.at, edges) if replayed.held() else None,
+            exhausted=replayed.exhausted,
+        )
+        round_start = self.skip - self.skip % self.leg.workers
+        for _ in (j for j in plan.indices[:done] if j >= round_start):
+            yield None
+        for rows in cutter:
+            yield to_tensors(rows)
 
 
 def _default_rank() -> tuple[int, int]:
@@ -197,33 +195,100 @@ class DatasetReader:
             raise DataError(f"{uri}: no rows in split {split!r}; the dataset has: {', '.join(available)}")
         self.shards = self.manifest.splits[split]
         self.layout = Layout.of(self.manifest.schema)
-        self.stretch = rank_stretch(self.manifest.rows(split), self.world_size, self.rank, batch_size, drop_last)
-        self.epoch = 0
-        self.position = 0  # batches of the current epoch already returned
+        self.total_rows = self.manifest.rows(split)
+        self.leg = Leg(self.world_size, batch_size, max(1, num_workers), shuffle, shuffle_buffer_rows, drop_last)
+        self.batches_per_epoch = len(
+            rank_stretch(self.total_rows, self.world_size, self.rank, batch_size, drop_last).batch_sizes
+        )
+        self.set_epoch(0)
 
     @property
     def schema(self):
         return self.manifest.schema
 
     def __len__(self) -> int:
-        """Batches per epoch on this rank (the same on every rank)."""
-        return len(self.stretch.batch_sizes)
+        """Batches per epoch on this rank (the same on every rank), for an epoch read from its start."""
+        return self.batches_per_epoch
+
+    @property
+    def position(self) -> int:
+        """Batches of the current epoch read so far, earlier legs (other layouts) included."""
+        return sum(leg.batches for leg in self.earlier) + self.skip + self.returned
+
+    def batches_left(self) -> int:
+        """Batches this rank will still return in the current epoch."""
+        if self._finished:
+            return self.batches_per_epoch
+        return len(self._plan().rank(self.leg, self.rank).batch_sizes) - self.skip - self.returned
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.position = epoch, 0
+        """Read epoch ``epoch`` next, from its start."""
+        self._resume_at(epoch, [])
+
+    def _resume_at(self, epoch: int, legs: list[Leg]) -> None:
+        if legs and legs[-1].same_layout(self.leg):  # the same layout: continue its leg, same shuffle
+            self.earlier, self.skip = tuple(legs[:-1]), legs[-1].batches
+        else:
+            self.earlier, self.skip = tuple(legs), 0
+        self.epoch, self.returned, self._finished = epoch, 0, False
+        self._cached: tuple[EpochPlan, list[tuple[int, int]]] | None = None
+
+    def _plan(self) -> EpochPlan:
+        return self._layout()[0]
+
+    def _layout(self) -> tuple[EpochPlan, list[tuple[int, int]]]:
+        if self._cached is None:
+            order = shard_order(len(self.shards), self.seed, self.epoch, self.shuffle)
+            block_rows, where = epoch_blocks(self.shards, order)
+            self._cached = (EpochPlan(block_rows, self.seed, self.epoch, self.earlier), where)
+        return self._cached
 
     def __iter__(self) -> Iterator[Batch]:
-        stream = _EpochStream(self, self.epoch, self.position)
+        if self._finished:
+            self.set_epoch(self.epoch + 1)
+        plan, where = self._layout()
+        stream = _EpochStream(self, plan, where, self.skip + self.returned)
         batches = DataLoader(stream, batch_size=None, num_workers=self.num_workers) if self.num_workers else stream
         for tensors in batches:
-            self.position += 1
-            yield to_batch(tensors, self.layout)
-        self.epoch, self.position = self.epoch + 1, 0
+            if tensors is not None:
+                self.returned += 1
+                yield to_batch(tensors, self.layout)
+        self._finished = True
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batches": self.position, "seed": self.seed, "split": self.split}
+    def state_dict(self, batches: int | None = None) -> dict[str, Any]:
+        """The data position after ``batches`` batches of the current epoch (default: every batch this
+        reader returned, the next epoch's start once it returned them all). A training loop passes the
+        batches it trained on, which trail those returned by its prefetching pipeline."""
+        epoch, legs = self.epoch, list(self.earlier)
+        if batches is None and self._finished:
+            epoch, legs = epoch + 1, []
+        else:
+            before = sum(leg.batches for leg in legs)
+            batches = self.position if batches is None else batches
+            if not before <= batches <= self.position:
+                raise ValueError(f"{batches} batches is outside this epoch's {before}..{self.position} read so far")
+            if batches > before:
+                legs.append(replace(self.leg, batches=batches - before))
+        return {
+            "epoch": epoch,
+            "legs": [leg.to_dict() for leg in legs],
+            "seed": self.seed,
+            "split": self.split,
+            "rows": self.total_rows,
+            "dataset_run": self.manifest.run_id,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("split", self.split) != self.split or state.get("seed", self.seed) != self.seed:
             raise ValueError(f"reader state is for split {state.get('split')} seed {state.get('seed')}")
-        self.epoch, self.position = int(state["epoch"]), int(state["batches"])
+        if state.get("dataset_run", self.manifest.run_id) != self.manifest.run_id:
+            raise DataError(
+                f"{self.uri}: the saved data position is for the dataset prepared by run {state['dataset_run']} "
+                f"({state.get('rows')} rows), this one is run {self.manifest.run_id} ({self.total_rows} rows): "
+                "resume with the dataset the run started with, or start a new run"
+            )
+        if "legs" in state:
+            legs = [Leg.from_dict(leg) for leg in state["legs"]]
+        else:  # a position saved before legs existed: a batch count under this reader's layout
+            legs = [replace(self.leg, batches=int(state["batches"]))] if state.get("batches") else []
+        self._resume_at(int(state["epoch"]), legs)

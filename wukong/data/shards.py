@@ -22,7 +22,7 @@ def shard_key(split: str, run_id: str, index: int) -> str:
     return f"shards/{split}-{run_id}-{index:06d}.tar"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -49,7 +49,7 @@ class _OpenShard:
 
     def close(self) -> ShardInfo:
         self.tar.close()
-        return ShardInfo(self.key, self.rows, self.path.stat().st_size, _sha256(self.path), self.blocks)
+        return ShardInfo(self.key, self.rows, self.path.stat().st_size, file_sha256(self.path), self.blocks)
 
 
 class ShardWriter:

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from wukong.config import FMB_ACTIVATIONS, PROJECTION_INITS
 from wukong.model.flops import FlopCount, count_flops, matmul_flops
+from wukong.model.init import LinearInit, init_linear_
 from wukong.model.mlp import MLP
 
 
-class LinearCompressionBlock(nn.Module):
+class LinearCompressionBlock(nn.Module, LinearInit):
     r"""Linear Compression Block (LCB): recombines the n embeddings into m new ones.
 
     .. math::
@@ -45,8 +47,9 @@ class LinearCompressionBlock(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """nn.Linear's default initialisation (also called when a meta-device model is materialised)."""
-        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        """The ``linear_init`` scheme, nn.Linear's by default (also called when a meta-device model is
+        materialised); W is a linear map from n rows to m, so fan-in n and fan-out m."""
+        init_linear_(self.weight, None, self.linear_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("oi,bid->bod", self.weight, x)
@@ -59,17 +62,31 @@ class LinearCompressionBlock(nn.Module):
 class StaticProjection(nn.Module):
     r"""A learned FM projection ``Y ∈ R^{n×k}`` shared by every example.
 
+    Args:
+        num_inputs: n.
+        rank: k.
+        init: ``"xavier_uniform"`` (``U(±√(6/(n+k)))``), ``"xavier_normal"`` (``N(0, 2/(n+k))``) or
+            ``"normal"`` (``N(0, 1)``, as FuxiCTR's WuKong draws it).
+
     Shapes:
         ``(B, n, d) → (n, k)`` (broadcast over the batch)
     """
 
-    def __init__(self, num_inputs: int, rank: int) -> None:
+    def __init__(self, num_inputs: int, rank: int, init: str = "xavier_uniform") -> None:
         super().__init__()
+        if init not in PROJECTION_INITS:
+            raise ValueError(f"projection init must be one of {', '.join(PROJECTION_INITS)}, got {init!r}")
+        self.init = init
         self.weight = nn.Parameter(torch.empty(num_inputs, rank))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.weight)
+        if self.init == "normal":
+            nn.init.normal_(self.weight)
+        elif self.init == "xavier_normal":
+            nn.init.xavier_normal_(self.weight)
+        else:
+            nn.init.xavier_uniform_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.weight
@@ -127,8 +144,10 @@ class FactorizationMachineBlock(nn.Module):
     .. math::
         \mathrm{FM}(X) = X\,(X^\top Y) \in \mathbb{R}^{n\times k}
         \qquad
-        \mathrm{FMB}(X) = \mathrm{reshape}_{n_F\times d}\Big(\mathrm{MLP}\big(
-            \mathrm{LN}(\mathrm{flatten}(\mathrm{FM}(X)))\big)\Big)
+        \mathrm{FMB}(X) = \mathrm{reshape}_{n_F\times d}\Big(\sigma\Big(\mathrm{MLP}\big(
+            \mathrm{LN}(\mathrm{flatten}(\mathrm{FM}(X)))\big)\Big)\Big)
+
+    with ``σ`` the output activation (identity by default, ReLU as in FuxiCTR's WuKong).
 
     ``X (Xᵀ Y)`` equals ``(X Xᵀ) Y`` (all pairwise dot products projected to rank k) at
     ``O(n·d·k)`` instead of ``O(n²·d)`` cost. Stacking layers raises the interaction order: layer i
@@ -143,6 +162,9 @@ class FactorizationMachineBlock(nn.Module):
         projection: ``"static"`` (learned Y) or ``"attentive"`` (Y computed from X).
         attention_rank: rows c of the compression feeding the attentive projection.
         attention_hidden: hidden widths of the attentive projection's MLP.
+        dropout, norm: regularisation of the MLP's hidden layers (see :class:`~wukong.model.mlp.MLP`).
+        activation: ``"none"`` or ``"relu"`` on the MLP's output.
+        projection_init: initialisation of a static Y (see :class:`StaticProjection`).
 
     Shapes:
         ``(B, n, d) → (B, nF, d)``
@@ -163,17 +185,24 @@ class FactorizationMachineBlock(nn.Module):
         projection: str = "static",
         attention_rank: int = 8,
         attention_hidden: Sequence[int] = (128,),
+        dropout: float = 0.0,
+        norm: str = "none",
+        activation: str = "none",
+        projection_init: str = "xavier_uniform",
     ) -> None:
         super().__init__()
         self.num_inputs, self.dim, self.num_outputs, self.rank = num_inputs, dim, num_outputs, rank
         if projection == "static":
-            self.projection: nn.Module = StaticProjection(num_inputs, rank)
+            self.projection: nn.Module = StaticProjection(num_inputs, rank, projection_init)
         elif projection == "attentive":
             self.projection = AttentiveProjection(num_inputs, dim, rank, attention_rank, attention_hidden)
         else:
             raise ValueError(f"projection must be 'static' or 'attentive', got {projection!r}")
+        if activation not in FMB_ACTIVATIONS:
+            raise ValueError(f"FMB activation must be one of {', '.join(FMB_ACTIVATIONS)}, got {activation!r}")
         self.norm = nn.LayerNorm(num_inputs * rank)
-        self.mlp = MLP(num_inputs * rank, hidden, out_features=num_outputs * dim)
+        self.mlp = MLP(num_inputs * rank, hidden, out_features=num_outputs * dim, dropout=dropout, norm=norm)
+        self.activation: nn.Module = nn.ReLU() if activation == "relu" else nn.Identity()
 
     def interactions(self, x: torch.Tensor) -> torch.Tensor:
         """``FM(X) = X (Xᵀ Y)``: ``(B, n, d) → (B, n, k)``."""
@@ -182,7 +211,7 @@ class FactorizationMachineBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fm = self.interactions(x).flatten(1)
-        return self.mlp(self.norm(fm)).view(-1, self.num_outputs, self.dim)
+        return self.activation(self.mlp(self.norm(fm))).view(-1, self.num_outputs, self.dim)
 
     def flops(self) -> FlopCount:
         """``4·n·d·k`` (``Xᵀ Y`` then ``X (·)``) + projection + MLP."""

@@ -16,6 +16,7 @@ from wukong.config import MODEL_NAMES, ModelConfig
 from wukong.model.dcn import DCNv2Arch
 from wukong.model.dlrm import DLRMArch
 from wukong.model.finalmlp import FinalMLPArch
+from wukong.model.init import apply_linear_init
 from wukong.model.recmodel import RankingModel
 from wukong.model.stack import WukongArch
 from wukong.schema import FeatureSchema
@@ -34,20 +35,27 @@ def _wukong(n: int, m: ModelConfig, dense_rows: int) -> nn.Module:
         projection=m.fm_projection,
         attention_rank=m.attention_rank,
         attention_hidden=m.attention_mlp,
+        fmb_activation=m.fmb_activation,
+        projection_init=m.fm_projection_init,
+        **{f"fmb_{k}": v for k, v in m.mlp_style(m.fmb_dropout, m.fmb_norm).items()},
+        **{f"head_{k}": v for k, v in m.mlp_style(m.head_dropout, m.head_norm).items()},
     )
 
 
 def _dlrm(n: int, m: ModelConfig, dense_rows: int) -> nn.Module:
-    return DLRMArch(n, m.embedding_dim, m.dlrm.top_mlp, num_dense_rows=dense_rows)
+    style = m.mlp_style(m.dlrm.dropout, m.dlrm.norm)
+    return DLRMArch(n, m.embedding_dim, m.dlrm.top_mlp, num_dense_rows=dense_rows, **style)
 
 
 def _dcnv2(n: int, m: ModelConfig, dense_rows: int) -> nn.Module:
-    return DCNv2Arch(n, m.embedding_dim, m.dcnv2.num_cross_layers, m.dcnv2.rank, m.dcnv2.deep_mlp)
+    style = m.mlp_style(m.dcnv2.dropout, m.dcnv2.norm)
+    return DCNv2Arch(n, m.embedding_dim, m.dcnv2.num_cross_layers, m.dcnv2.rank, m.dcnv2.deep_mlp, **style)
 
 
 def _finalmlp(n: int, m: ModelConfig, dense_rows: int) -> nn.Module:
     f = m.finalmlp
-    return FinalMLPArch(n, m.embedding_dim, f.stream1_mlp, f.stream2_mlp, f.gate_hidden, f.num_heads)
+    style = m.mlp_style(f.dropout, f.norm)
+    return FinalMLPArch(n, m.embedding_dim, f.stream1_mlp, f.stream2_mlp, f.gate_hidden, f.num_heads, **style)
 
 
 ARCH_BUILDERS: dict[str, Callable[[int, ModelConfig, int], nn.Module]] = {
@@ -70,7 +78,7 @@ def build_arch(name: str, num_features: int, config: ModelConfig, num_dense_rows
     """
     if name not in ARCH_BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
-    return ARCH_BUILDERS[name](num_features, config, num_dense_rows)
+    return apply_linear_init(ARCH_BUILDERS[name](num_features, config, num_dense_rows), config.linear_init)
 
 
 def build_model(
@@ -87,7 +95,16 @@ def build_model(
 
     with torch.device(device) if device is not None else contextlib.nullcontext():
         embedding = FeatureEmbedding(
-            schema, config.embedding_dim, config.dense_mlp, config.num_dense_embeddings, device
+            schema,
+            config.embedding_dim,
+            config.dense_mlp,
+            config.num_dense_embeddings,
+            device,
+            init=config.embedding_init,
+            init_scale=config.embedding_init_scale,
+            dense_dropout=config.dense_dropout,
+            dense_norm=config.dense_norm,
         )
+        apply_linear_init(embedding, config.linear_init)
         arch = build_arch(name, embedding.num_features, config, embedding.num_dense_embeddings)
     return RankingModel(embedding, arch, name)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from wukong.model.flops import FlopCount, count_flops, sum_flops
+from wukong.model.init import Linear
 from wukong.model.mlp import MLP
 
 
@@ -36,8 +37,8 @@ class LowRankCrossNet(nn.Module):
 
     def __init__(self, in_features: int, num_layers: int, rank: int) -> None:
         super().__init__()
-        self.down = nn.ModuleList(nn.Linear(in_features, rank, bias=False) for _ in range(num_layers))
-        self.up = nn.ModuleList(nn.Linear(rank, in_features) for _ in range(num_layers))
+        self.down = nn.ModuleList(Linear(in_features, rank, bias=False) for _ in range(num_layers))
+        self.up = nn.ModuleList(Linear(rank, in_features) for _ in range(num_layers))
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0
@@ -61,6 +62,7 @@ class DCNv2Arch(nn.Module):
         dim: d (the cross network works on ``D = n·d``).
         num_cross_layers, rank: see :class:`LowRankCrossNet`.
         deep_hidden: hidden widths of the deep MLP (it ends in a linear map to 1).
+        dropout, norm: regularisation of the deep MLP's hidden layers (see :class:`~wukong.model.mlp.MLP`).
 
     Shapes:
         ``(B, n, d) → (B,)`` logits
@@ -72,12 +74,19 @@ class DCNv2Arch(nn.Module):
     """
 
     def __init__(
-        self, num_features: int, dim: int, num_cross_layers: int, rank: int, deep_hidden: Sequence[int]
+        self,
+        num_features: int,
+        dim: int,
+        num_cross_layers: int,
+        rank: int,
+        deep_hidden: Sequence[int],
+        dropout: float = 0.0,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         width = num_features * dim
         self.cross = LowRankCrossNet(width, num_cross_layers, rank)
-        self.deep = MLP(width, deep_hidden, out_features=1)
+        self.deep = MLP(width, deep_hidden, out_features=1, dropout=dropout, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.deep(self.cross(x.flatten(1))).squeeze(-1)

@@ -26,6 +26,7 @@ class DLRMArch(nn.Module):
         dim: d.
         top_hidden: hidden widths of the top MLP (it ends in a linear map to 1).
         num_dense_rows: how many leading rows of X are passed through as they are.
+        dropout, norm: regularisation of the top MLP's hidden layers (see :class:`~wukong.model.mlp.MLP`).
 
     Shapes:
         ``(B, n, d) → (B,)`` logits
@@ -36,11 +37,19 @@ class DLRMArch(nn.Module):
         arch(torch.randn(4, 27, 16)).shape  # torch.Size([4])
     """
 
-    def __init__(self, num_features: int, dim: int, top_hidden: Sequence[int], num_dense_rows: int = 1) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        dim: int,
+        top_hidden: Sequence[int],
+        num_dense_rows: int = 1,
+        dropout: float = 0.0,
+        norm: str = "none",
+    ) -> None:
         super().__init__()
         self.num_features, self.dim, self.num_dense_rows = num_features, dim, num_dense_rows
         num_pairs = num_features * (num_features - 1) // 2
-        self.top = MLP(num_dense_rows * dim + num_pairs, top_hidden, out_features=1)
+        self.top = MLP(num_dense_rows * dim + num_pairs, top_hidden, out_features=1, dropout=dropout, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = torch.bmm(x, x.transpose(1, 2))

@@ -5,7 +5,8 @@ This is the only model module that imports TorchRec; the interaction archs work 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -21,6 +22,25 @@ from wukong.schema import FeatureSchema
 def table_name(feature: str) -> str:
     """The embedding table of a sparse feature (one table per feature)."""
     return f"t_{feature}"
+
+
+def table_init(init: str, scale: float) -> dict[str, float | Callable[[torch.Tensor], torch.Tensor]]:
+    r"""``EmbeddingBagConfig`` settings that initialise a table by ``init``, whatever its rows:
+
+    - ``torchrec``: nothing set, TorchRec's default ``U(±1/√rows)`` (shrinks as tables grow);
+    - ``uniform``: ``U(±scale)``, as ``weight_init_min/max`` (read by FBGEMM's sharded kernels and by
+      TorchRec's default ``init_fn``);
+    - ``normal``: ``N(0, scale²)``, as ``init_fn``. Sharded modules apply ``init_fn`` after building
+      their kernels, to each rank's local shard, and broadcast replicated (data-parallel) tables
+      from rank 0, so it holds in every plan.
+    """
+    if init == "torchrec":
+        return {}
+    if init == "uniform":
+        return {"weight_init_min": -scale, "weight_init_max": scale}
+    if init == "normal":
+        return {"init_fn": partial(torch.nn.init.normal_, mean=0.0, std=scale)}
+    raise ValueError(f"embedding init must be torchrec, uniform or normal, got {init!r}")
 
 
 class FeatureEmbedding(nn.Module):
@@ -41,6 +61,9 @@ class FeatureEmbedding(nn.Module):
         dense_hidden: hidden widths of the dense MLP (it ends in a linear map to ``m·d``).
         num_dense_embeddings: m (ignored when the schema has no dense feature).
         device: where to allocate the tables (``"meta"`` to shard later with TorchRec).
+        init, init_scale: how the tables are initialised (see :func:`table_init`).
+        dense_dropout, dense_norm: regularisation of the dense MLP's hidden layers (see
+            :class:`~wukong.model.mlp.MLP`).
 
     Shapes:
         ``dense (B, num_dense)``, ``sparse`` KJT with the schema's keys ``→ (B, n, d)`` with
@@ -59,6 +82,10 @@ class FeatureEmbedding(nn.Module):
         dense_hidden: Sequence[int],
         num_dense_embeddings: int = 1,
         device: torch.device | str | None = None,
+        init: str = "torchrec",
+        init_scale: float = 1e-4,
+        dense_dropout: float = 0.0,
+        dense_norm: str = "none",
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -66,8 +93,17 @@ class FeatureEmbedding(nn.Module):
         self.num_dense_embeddings = num_dense_embeddings if schema.dense else 0
         self.num_features = schema.num_features(num_dense_embeddings)
         self.dense_arch = (
-            MLP(len(schema.dense), dense_hidden, out_features=self.num_dense_embeddings * dim) if schema.dense else None
+            MLP(
+                len(schema.dense),
+                dense_hidden,
+                out_features=self.num_dense_embeddings * dim,
+                dropout=dense_dropout,
+                norm=dense_norm,
+            )
+            if schema.dense
+            else None
         )
+        initialisation = table_init(init, init_scale)
         self.ebc = (
             EmbeddingBagCollection(
                 tables=[
@@ -77,6 +113,7 @@ class FeatureEmbedding(nn.Module):
                         num_embeddings=f.cardinality,
                         feature_names=[f.name],
                         pooling=PoolingType.SUM,
+                        **initialisation,
                     )
                     for f in schema.sparse
                 ],

@@ -96,6 +96,8 @@ class FinalMLPArch(nn.Module):
             last width of each must be divisible by ``num_heads``.
         gate_hidden: hidden width of each gate's MLP.
         num_heads: H of the fusion.
+        dropout, norm: regularisation of both streams' layers (see :class:`~wukong.model.mlp.MLP`);
+            the gates, computed once per batch from learned contexts, have neither.
 
     Shapes:
         ``(B, n, d) → (B,)`` logits
@@ -115,13 +117,15 @@ class FinalMLPArch(nn.Module):
         stream2_hidden: Sequence[int],
         gate_hidden: int,
         num_heads: int,
+        dropout: float = 0.0,
+        norm: str = "none",
     ) -> None:
         super().__init__()
         width = num_features * dim
         self.gate1 = FeatureGate(width, dim, gate_hidden)
         self.gate2 = FeatureGate(width, dim, gate_hidden)
-        self.stream1 = MLP(width, stream1_hidden)
-        self.stream2 = MLP(width, stream2_hidden)
+        self.stream1 = MLP(width, stream1_hidden, dropout=dropout, norm=norm)
+        self.stream2 = MLP(width, stream2_hidden, dropout=dropout, norm=norm)
         self.fusion = BilinearFusion(self.stream1.out_features, self.stream2.out_features, num_heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

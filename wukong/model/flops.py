@@ -45,6 +45,10 @@ class FlopCount:
         return self.per_example / 1e6
 
 
+# Modules without matrix products: element-wise or per-feature work, which FLOP counts here leave out.
+ELEMENTWISE = (nn.ReLU, nn.Identity, nn.LayerNorm, nn.BatchNorm1d, nn.Dropout, nn.Sigmoid, nn.GELU, nn.SiLU)
+
+
 def matmul_flops(m: int, k: int, n: int) -> int:
     """``(m, k) @ (k, n)``: 2·m·k·n."""
     return 2 * m * k * n
@@ -74,6 +78,6 @@ def count_flops(module: nn.Module) -> FlopCount:
         return FlopCount(linear_flops(module))
     if isinstance(module, (nn.Sequential, nn.ModuleList)):
         return sum_flops(count_flops(child) for child in module)
-    if isinstance(module, (nn.ReLU, nn.Identity, nn.LayerNorm, nn.Dropout, nn.Sigmoid, nn.GELU, nn.SiLU)):
+    if isinstance(module, ELEMENTWISE):
         return FlopCount(0)
     raise TypeError(f"no FLOP formula for {type(module).__name__}; give it a flops() method")

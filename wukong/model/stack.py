@@ -30,6 +30,8 @@ class WukongLayer(nn.Module):
         rank: k of the FMB's projection.
         fmb_hidden: hidden widths of the FMB's MLP.
         projection, attention_rank, attention_hidden: see :class:`FactorizationMachineBlock`.
+        fmb_dropout, fmb_norm, fmb_activation, projection_init: the FMB's ``dropout``, ``norm``,
+            ``activation`` and ``projection_init`` (see :class:`FactorizationMachineBlock`).
 
     Shapes:
         ``(B, n_i, d) → (B, nF + nL, d)``
@@ -51,12 +53,27 @@ class WukongLayer(nn.Module):
         projection: str = "static",
         attention_rank: int = 8,
         attention_hidden: Sequence[int] = (128,),
+        fmb_dropout: float = 0.0,
+        fmb_norm: str = "none",
+        fmb_activation: str = "none",
+        projection_init: str = "xavier_uniform",
     ) -> None:
         super().__init__()
         self.dim = dim
         self.num_outputs = num_fmb + num_lcb
         self.fmb = FactorizationMachineBlock(
-            num_inputs, dim, num_fmb, rank, fmb_hidden, projection, attention_rank, attention_hidden
+            num_inputs,
+            dim,
+            num_fmb,
+            rank,
+            fmb_hidden,
+            projection,
+            attention_rank,
+            attention_hidden,
+            dropout=fmb_dropout,
+            norm=fmb_norm,
+            activation=fmb_activation,
+            projection_init=projection_init,
         )
         self.lcb = LinearCompressionBlock(num_inputs, num_lcb)
         self.residual: nn.Module = (
@@ -87,9 +104,12 @@ class WukongArch(nn.Module):
         num_features: n, rows of X0 (dense embeddings + one per sparse feature).
         dim: d.
         num_layers: l.
-        num_fmb, num_lcb, rank, fmb_hidden, projection, attention_rank, attention_hidden:
-            per-layer settings, see :class:`WukongLayer`.
+        num_fmb, num_lcb, rank, fmb_hidden, projection, attention_rank, attention_hidden,
+            fmb_dropout, fmb_norm, fmb_activation, projection_init: per-layer settings, see
+            :class:`WukongLayer`.
         head_hidden: hidden widths of the final MLP (it ends in a linear map to 1).
+        head_dropout, head_norm: regularisation of the head's hidden layers (see
+            :class:`~wukong.model.mlp.MLP`).
 
     Shapes:
         ``(B, n, d) → (B,)`` logits
@@ -114,14 +134,34 @@ class WukongArch(nn.Module):
         projection: str = "static",
         attention_rank: int = 8,
         attention_hidden: Sequence[int] = (128,),
+        fmb_dropout: float = 0.0,
+        fmb_norm: str = "none",
+        fmb_activation: str = "none",
+        projection_init: str = "xavier_uniform",
+        head_dropout: float = 0.0,
+        head_norm: str = "none",
     ) -> None:
         super().__init__()
         widths = [num_features] + [num_fmb + num_lcb] * num_layers
         self.layers = nn.ModuleList(
-            WukongLayer(n, dim, num_fmb, num_lcb, rank, fmb_hidden, projection, attention_rank, attention_hidden)
+            WukongLayer(
+                n,
+                dim,
+                num_fmb,
+                num_lcb,
+                rank,
+                fmb_hidden,
+                projection,
+                attention_rank,
+                attention_hidden,
+                fmb_dropout=fmb_dropout,
+                fmb_norm=fmb_norm,
+                fmb_activation=fmb_activation,
+                projection_init=projection_init,
+            )
             for n in widths[:-1]
         )
-        self.head = MLP(widths[-1] * dim, head_hidden, out_features=1)
+        self.head = MLP(widths[-1] * dim, head_hidden, out_features=1, dropout=head_dropout, norm=head_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:

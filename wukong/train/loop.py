@@ -22,14 +22,14 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from wukong.config import Config, config_to_dict
 from wukong.data.errors import DataError
 from wukong.data.reader import DatasetReader
-from wukong.evaluate import compute_metrics
+from wukong.evaluate import compute_metrics, oracle_metrics
 from wukong.io import open_storage
 from wukong.model import build_model, count_flops
 from wukong.train import outputs
 from wukong.train.checkpoint import Checkpointer
 from wukong.train.distributed import DistEnv
 from wukong.train.module import TrainModule
-from wukong.train.optim import build_optimizers, lr_factor, set_learning_rate
+from wukong.train.optim import LearningRates, assign_table_optimizers, build_optimizers, plateau_scale
 from wukong.train.predict import predict
 from wukong.train.sharding import build_plan, format_plan, make_sharder, plan_rows
 from wukong.train.tensorboard import TensorBoard
@@ -51,6 +51,7 @@ class Progress:
     checks_without_gain: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
+    lr_scale: float = 1.0  # the plateau factor: train.plateau_factor ** (plateaus so far)
 
 
 def log(env: DistEnv, message: str) -> None:
@@ -87,16 +88,23 @@ class Trainer:
         torch.manual_seed(train.seed)
         model = build_model(cfg.model.name, self.schema, cfg.model, device="meta")
         self.flops = count_flops(model)
-        module = TrainModule(model, bf16=env.device.type == "cuda")
+        module = TrainModule(model, bf16=env.device.type == "cuda", embedding_l2=train.embedding_l2)
         ebc = model.embedding.ebc
         sharder = make_sharder(train, env)
+        grouped = assign_table_optimizers(ebc, train, env.device.type)
         plan = build_plan(module, ebc, sharder, train, env, self.local_batch)
         self.plan_rows = plan_rows(plan, ebc)
         log(env, f"sharding plan ({train.sharding}, {env.world_size} ranks):\n{format_plan(plan, ebc)}")
+        for table, _, _, sharding, *_ in self.plan_rows:
+            if table in grouped:  # replicated tables are dense parameters, whatever their group
+                trained_by = "Adam" if sharding == "data_parallel" else grouped[table]
+                log(env, f"embedding group: {table} trained by {trained_by}")
         self.model = DistributedModelParallel(module, device=env.device, plan=plan, sharders=[sharder])
         self.optimizer, self.dense_optimizer = build_optimizers(self.model, train)
         self.steps_per_epoch = len(self.train_reader)
         self.total_steps = train.max_steps or self.steps_per_epoch * train.epochs
+        fused = self.model.fused_optimizer if self.model.fused_optimizer.params else None
+        self.learning_rates = LearningRates(self.dense_optimizer, fused, train, self.total_steps)  # before _resume
         self.checkpointer = Checkpointer(output_uri, env, train.keep_checkpoints)
         self.progress = Progress()
         self.history: list[dict[str, Any]] = []
@@ -147,17 +155,22 @@ class Trainer:
         model = pipeline.detach() if pipeline else self.model
         model.eval()
         self.valid_reader.set_epoch(0)
-        probabilities, labels = predict(lambda b: model(b)[1][1], self.valid_reader, self.env.device)
+        probabilities, labels, row_ids = predict(lambda b: model(b)[1][1], self.valid_reader, self.env.device)
         model.train()
         if pipeline:
             pipeline.attach(model)
         metrics = compute_metrics(probabilities, labels)
+        metrics.update(oracle_metrics(self.data_uri, "valid", row_ids, probabilities, labels))  # teacher data only
         p = self.progress
         improved = metrics["auc"] > p.best_auc
         if improved:
             p.best_auc, p.best_step, p.best_metrics, p.checks_without_gain = metrics["auc"], p.step, metrics, 0
         else:
             p.checks_without_gain += 1
+            scale = plateau_scale(p.lr_scale, p.checks_without_gain, self.cfg.train)
+            if scale != p.lr_scale:
+                log(self.env, f"step {p.step}: no better validation AUC; learning rates x{scale:g} of their base")
+                p.lr_scale = scale
         self.history.append({"step": p.step, "epoch": p.epoch, "valid": metrics})
         if self.tensorboard:
             self.tensorboard.scalars("valid", metrics, p.step)
@@ -174,10 +187,10 @@ class Trainer:
     def _step_plain(self, batches) -> torch.Tensor:
         batch = next(batches).to(self.env.device)
         self.optimizer.zero_grad()
-        loss, _ = self.model(batch)
-        loss.backward()
+        objective, (loss, _, _) = self.model(batch)  # loss: the BCE alone (see TrainModule)
+        objective.backward()
         self.optimizer.step()
-        return loss.detach()
+        return loss
 
     def _done(self) -> bool:
         train, p = self.cfg.train, self.progress
@@ -193,8 +206,7 @@ class Trainer:
             batches = iter(self.train_reader)
             epoch_complete = True
             while True:
-                factor = lr_factor(p.step, train.warmup_steps, self.total_steps, train.lr_schedule)
-                set_learning_rate(self.dense_optimizer, train.learning_rate * factor)
+                self.learning_rates.apply(p.step, p.lr_scale)
                 try:
                     loss = pipeline.progress(batches)[0] if pipeline else self._step_plain(batches)
                 except StopIteration:

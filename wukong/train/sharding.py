@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from fbgemm_gpu.split_embedding_configs import EmbOptimType
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
 from torchrec.distributed.sharding_plan import (
@@ -34,6 +33,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
 from wukong.config import TrainConfig
 from wukong.train.distributed import DistEnv
+from wukong.train.optim import fused_params
 
 EBC_PATH = "model.embedding.ebc"  # where the collection sits inside TrainModule
 FUSED = "fused"
@@ -47,10 +47,10 @@ class CpuRowWiseSharder(EmbeddingBagCollectionSharder):
 
 
 def make_sharder(train: TrainConfig, env: DistEnv) -> EmbeddingBagCollectionSharder:
-    """A sharder whose tables update themselves in backward with row-wise Adagrad (the fused optimizer)."""
-    fused = {"optimizer": EmbOptimType.EXACT_ROWWISE_ADAGRAD, "learning_rate": train.embedding_learning_rate}
+    """A sharder whose tables update themselves in backward with ``train.embedding_optimizer`` (row-wise
+    Adagrad by default: the fused optimizer); see :func:`wukong.train.optim.fused_params`."""
     cls = CpuRowWiseSharder if env.device.type == "cpu" else EmbeddingBagCollectionSharder
-    return cls(fused_params=fused)
+    return cls(fused_params=fused_params(train, env.device.type))
 
 
 def _hybrid(ebc: EmbeddingBagCollection, train: TrainConfig, world_size: int) -> dict[str, Callable]:

@@ -1,13 +1,19 @@
-"""Raw-data sources, each streaming with bounded memory: criteo, parquet, movielens, synthetic."""
+"""Raw-data sources, each streaming with bounded memory: criteo, parquet, movielens, synthetic, teacher."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wukong.data.errors import DataError
 from wukong.data.sources.base import FirstRows, RawChunk, Reject, Source, SourceSpec
 
-SOURCE_NAMES = ("criteo", "parquet", "movielens", "synthetic")
+if TYPE_CHECKING:
+    from wukong.data.sources.teacher import TeacherConfig
+
+SOURCE_NAMES = ("criteo", "parquet", "movielens", "synthetic", "teacher")
+GENERATED = ("synthetic", "teacher")  # sources that make their rows (``rows``: how many)
 
 
 def open_source(
@@ -17,23 +23,40 @@ def open_source(
     spec: Path | None = None,
     rows: int | None = None,
     seed: int = 0,
-    cardinality: int = 10_000,
+    cardinality: int | None = None,
+    teacher: TeacherConfig | None = None,
 ) -> Source:
-    """The source ``name`` reading ``input_path`` (not needed for synthetic; optional for movielens).
+    """The source ``name`` reading ``input_path`` (not needed for synthetic and teacher; optional for movielens).
 
-    ``rows``: how many rows to generate (synthetic), or to read from the start of the input (others).
+    ``rows``: how many rows to generate (synthetic: 100,000 by default, teacher: 1,000,000), or to read
+    from the start of the input (others). ``cardinality``: ids per feature (synthetic: 10,000 by
+    default), or the largest cardinality (teacher: it overrides ``teacher.max_cardinality``).
+    ``teacher``: the teacher's shape (default :class:`TeacherConfig()`).
     """
-    source = _open(name, input_path, spec, rows, seed, cardinality)
-    return FirstRows(source, rows) if rows and name != "synthetic" else source
+    source = _open(name, input_path, spec, rows, seed, cardinality, teacher)
+    return FirstRows(source, rows) if rows and name not in GENERATED else source
 
 
 def _open(
-    name: str, input_path: Path | None, spec: Path | None, rows: int | None, seed: int, cardinality: int
+    name: str,
+    input_path: Path | None,
+    spec: Path | None,
+    rows: int | None,
+    seed: int,
+    cardinality: int | None,
+    teacher: TeacherConfig | None,
 ) -> Source:
     if name == "synthetic":
         from wukong.data.sources.synthetic import SyntheticSource
 
-        return SyntheticSource(rows=rows or 100_000, seed=seed, cardinality=cardinality)
+        return SyntheticSource(rows=rows or 100_000, seed=seed, cardinality=cardinality or 10_000)
+    if name == "teacher":
+        from wukong.data.sources.teacher import TeacherConfig, TeacherSource
+
+        config = teacher or TeacherConfig()
+        if cardinality is not None:
+            config = dataclasses.replace(config, max_cardinality=cardinality)
+        return TeacherSource(rows=rows or 1_000_000, seed=seed, config=config)
     if name == "movielens":
         from wukong.data.sources.movielens import MovieLensSource, download_movielens
 

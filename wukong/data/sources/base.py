@@ -9,15 +9,20 @@ from typing import Any
 
 import pyarrow as pa
 
+# The column in which a source with known labelling probabilities (the teacher) gives each row's p(x).
+ORACLE_COLUMN = "oracle_probability"
+
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """The raw columns a source provides: a label, dense and sparse features, maybe a time column."""
+    """The raw columns a source provides: a label, dense and sparse features, maybe a time column, and
+    maybe an ``oracle`` column holding each row's true label probability (float64 in (0, 1))."""
 
     label: str
     dense: tuple[str, ...]
     sparse: tuple[tuple[str, bool], ...]  # (name, multi_hot)
     time: str | None = None
+    oracle: str | None = None
 
 
 @dataclass(frozen=True)

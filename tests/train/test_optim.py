@@ -1,0 +1,24 @@
+"""The optimizers the trainer builds: gradient clipping of the dense parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wukong.config import TrainConfig
+from wukong.train.optim import build_optimizers
+
+
+def dense_gradient_norm_after_a_step(grad_clip_norm: float) -> float:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 1))
+    optimizer, _ = build_optimizers(model, TrainConfig(grad_clip_norm=grad_clip_norm))
+    for parameter in model.parameters():
+        parameter.grad = torch.full_like(parameter, 10.0)  # 41 values: a global norm of 10 * sqrt(41)
+    optimizer.step()
+    return torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item()
+
+
+def test_gradient_clipping_scales_the_dense_gradients_to_the_norm() -> None:
+    assert dense_gradient_norm_after_a_step(0.0) == pytest.approx(10 * 41**0.5)  # off: untouched
+    assert dense_gradient_norm_after_a_step(1.0) == pytest.approx(1.0, rel=1e-5)
+    assert dense_gradient_norm_after_a_step(1000.0) == pytest.approx(10 * 41**0.5)  # below the norm: untouched

@@ -1,0 +1,228 @@
+"""``wukong sweep report``: fitted scaling laws, figures, and the tables, from a sweep's records.
+
+For each model family, on the chosen split (test by default):
+
+- LogLoss against forward MFLOP/example, fitted as ``L∞ + A·C^−α`` (:mod:`wukong.experiments.powerlaw`);
+- excess LogLoss (LogLoss minus the oracle's, on data with known probabilities) against MFLOP/example;
+- LogLoss against total training compute (``3 × forward FLOPs × examples seen``).
+
+Written beside ``sweep.jsonl``: ``scaling-*.png``, ``report.html`` (self-contained: the figures are
+embedded), ``report.md`` (fitted laws and measured points) and ``laws.json`` (the fits as data). Failed
+points are listed, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wukong.experiments.journal import Journal
+from wukong.experiments.plots import Series, scaling_figure
+from wukong.experiments.powerlaw import GAIN_FACTOR, PowerLaw, fit_power_law
+
+# (name, metric, compute key, axis label)
+VIEWS = (
+    ("logloss", "logloss", "mflops_per_example", "forward MFLOP / example"),
+    ("excess", "excess_logloss", "mflops_per_example", "forward MFLOP / example"),
+    ("compute", "logloss", "training_flops", "total training FLOPs (3 × forward × examples)"),
+)
+
+
+@dataclass
+class Law:
+    family: str
+    view: str
+    metric: str
+    compute: str
+    fit: PowerLaw | None
+    max_compute: float
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k != "fit"}, "fit": asdict(self.fit) if self.fit else None}
+
+
+@dataclass
+class Report:
+    markdown: str
+    html: str
+    figures: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
+    laws: list[Law] = field(default_factory=list)
+
+    def write(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, png in self.figures.items():
+            (folder / name).write_bytes(png)
+            written.append(folder / name)
+        for name, text in (
+            ("report.md", self.markdown),
+            ("report.html", self.html),
+            ("laws.json", json.dumps([law.to_dict() for law in self.laws], indent=1) + "\n"),
+        ):
+            (folder / name).write_text(text)
+            written.append(folder / name)
+        return written
+
+
+def _families(records: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r.get("family", r["model"]) for r in records))
+
+
+def _observations(records: list[dict[str, Any]], family: str, split: str, metric: str, compute: str):
+    rows = [r for r in records if r.get("family", r["model"]) == family and metric in r.get(split, {})]
+    return [r[compute] for r in rows], [r[split][metric] for r in rows]
+
+
+def fit_laws(records: list[dict[str, Any]], split: str = "test") -> list[Law]:
+    """Every (family, view) law that the records support; a law that cannot be fitted says why."""
+    laws = []
+    for family in _families(records):
+        for view, metric, compute, _ in VIEWS:
+            x, y = _observations(records, family, split, metric, compute)
+            if not x:
+                continue
+            try:
+                law = Law(family, view, metric, compute, fit_power_law(x, y), max(x))
+            except ValueError as error:
+                law = Law(family, view, metric, compute, None, max(x), str(error))
+            laws.append(law)
+    return laws
+
+
+def _mean_std(values: list[float], digits: int = 4) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _law_row(law: Law) -> list[str]:
+    fit = law.fit
+    if fit is None:
+        return [law.family, law.metric, law.compute, law.reason, "", "", "", "", ""]
+    if not fit.decreasing:
+        return [law.family, law.metric, law.compute, f"{fit.floor:.4f}", "no decrease", "", "", str(fit.points), ""]
+
+    def pm(value: float, std: float, fmt: str) -> str:
+        return f"{value:{fmt}} ± {std:{fmt}}" if math.isfinite(std) else f"{value:{fmt}}"
+
+    return [
+        law.family,
+        law.metric,
+        law.compute,
+        pm(fit.floor, fit.floor_std, ".4f"),
+        pm(fit.scale, fit.scale_std, ".3g"),
+        pm(fit.exponent, fit.exponent_std, ".3f"),
+        f"{100 * fit.gain(law.max_compute):.2f}%",
+        str(fit.points),
+        f"{fit.rmse:.2g}",
+    ]
+
+
+def laws_table(laws: list[Law]) -> str:
+    from tabulate import tabulate
+
+    headers = ["family", "loss", "compute C", "L∞", "A", "α", f"gain per {GAIN_FACTOR}× at max C", "points", "RMSE"]
+    return tabulate([_law_row(law) for law in laws], headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def points_table(records: list[dict[str, Any]], split: str) -> str:
+    """One row per (family, point): its cost and its quality, mean ± std over seeds."""
+    from tabulate import tabulate
+
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r.get("family", r["model"]), r.get("point", r["mflops_per_example"])), []).append(r)
+    has_excess = any("excess_logloss" in r.get(split, {}) for r in records)
+    rows = []
+    for (family, _), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["mflops_per_example"])):
+        first = group[0]
+        row = [
+            family,
+            f"{first['mflops_per_example']:.3g}",
+            f"{first['parameters']['dense']:,}",
+            f"{first['training_flops']:.3g}",
+            str(len(group)),
+            _mean_std([r["valid"]["logloss"] for r in group if "valid" in r]),
+            _mean_std([r[split]["logloss"] for r in group]),
+            _mean_std([r[split]["auc"] for r in group]),
+        ]
+        if has_excess:
+            row.append(_mean_std([r[split]["excess_logloss"] for r in group if "excess_logloss" in r[split]], 5))
+        row.append(f"{statistics.mean(r['wall_seconds'] for r in group):.0f}")
+        rows.append(row)
+    headers = ["family", "MFLOP/ex", "dense params", "training FLOPs", "seeds", "valid LogLoss"]
+    headers += [f"{split} LogLoss", f"{split} AUC", *([f"{split} excess LogLoss"] if has_excess else []), "time (s)"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def build_report(records: list[dict[str, Any]], split: str = "test", title: str = "Scaling sweep") -> Report:
+    """Fits, figures and tables of a sweep's records (failed ones listed apart)."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = [r for r in records if r.get("status") != "ok"]
+    laws = fit_laws(ok, split)
+    figures = {}
+    for view, metric, compute, xlabel in VIEWS:
+        series = []
+        for family in _families(ok):
+            x, y = _observations(ok, family, split, metric, compute)
+            if x:
+                fit = next((law.fit for law in laws if law.family == family and law.view == view), None)
+                series.append(Series(family, x, y, fit))
+        if series:
+            ylabel = f"{split} {'excess LogLoss (over the oracle)' if view == 'excess' else 'LogLoss'}"
+            figures[f"scaling-{view}.png"] = scaling_figure(
+                series, xlabel, ylabel, f"{title}: {ylabel} vs {xlabel.split(' (')[0]}", log_y=view == "excess"
+            )
+    failures = "".join(f"- {r['id']}: {(r.get('error') or 'failed').strip().splitlines()[0]}\n" for r in failed)
+    note = (
+        f"Each point: one pass over the same training rows; {split} split; mean ± std over seeds. "
+        f"Fits: L = L∞ + A·C^−α, least squares over every seed's result, ± one standard error."
+    )
+    markdown = (
+        f"# {title}\n\n{note}\n\n## Fitted laws\n\n{laws_table(laws)}\n\n## Points\n\n{points_table(ok, split)}\n"
+        + (f"\n## Failed points\n\n{failures}" if failed else "")
+    )
+    images = "".join(
+        f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">\n'
+        for name, png in figures.items()
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}img{max-width:48%;margin:4px}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>{images}"
+        f"<h2>Fitted laws</h2>{_html_table(laws_table(laws))}<h2>Points</h2>{_html_table(points_table(ok, split))}"
+        + (f"<h2>Failed points</h2><pre>{html.escape(failures)}</pre>" if failed else "")
+        + "</body></html>\n"
+    )
+    return Report(markdown, page, figures, laws)
+
+
+def _html_table(markdown_table: str) -> str:
+    """A GitHub-style Markdown table as an HTML table."""
+    lines = [line.strip().strip("|") for line in markdown_table.splitlines()]
+    header, body = lines[0], lines[2:]
+
+    def cells(line: str, tag: str) -> str:
+        return "".join(f"<{tag}>{html.escape(cell.strip())}</{tag}>" for cell in line.split("|"))
+
+    return f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(b, 'td')}</tr>" for b in body) + "</table>"
+
+
+def write_report(folder: Path, split: str = "test", journal: str = "sweep.jsonl") -> list[Path]:
+    """The report of the sweep in ``folder``, written beside its journal."""
+    from wukong.data.errors import DataError
+
+    records = list(Journal(folder / journal).records().values())
+    if not records:
+        raise DataError(f"{folder / journal}: no finished sweep points to report; run `wukong sweep` first")
+    return build_report(records, split).write(folder)

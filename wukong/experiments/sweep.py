@@ -1,0 +1,165 @@
+"""``wukong sweep``: every model family upscaled over a FLOP range, trained on one data budget.
+
+A sweep point is ``(family, target MFLOP/example, seed)``. Its config is the preset's model upscaled
+to the target by the family's scaling rule (:func:`wukong.model.scaling.scaled_config`, or width
+scaling with :func:`~wukong.model.scaling.config_for_flops` where that is absent), written as
+``--set model.*`` overrides so the record says exactly what was trained. Every point sees the same
+data: one pass over the first ``rows`` training rows (``train.epochs=1``,
+``train.max_steps = rows // batch_size``, no early stopping), as production recommenders train, so
+total training compute is proportional to MFLOP/example. Each point is evaluated on the validation
+and test splits; the records go to ``sweep.jsonl`` and :mod:`wukong.experiments.report` fits and
+plots them.
+
+Targets: ``"0.03:10"`` with ``points=K`` is K targets spaced evenly in log between the ends;
+``"0.1,0.3,1"`` lists them. A target a family cannot reach (below the cost of its fixed parts) is
+skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wukong.config import ConfigError, ModelConfig, load_config
+from wukong.data.errors import DataError
+from wukong.experiments.space import format_value
+from wukong.experiments.trials import TrialRunner, TrialSpec, pin_settings
+from wukong.schema import FeatureSchema
+
+JOURNAL = "sweep.jsonl"
+SETTINGS = "sweep.json"
+SPLITS = ("valid", "test")
+
+
+def parse_targets(text: str, points: int) -> list[float]:
+    """``"LOW:HIGH"`` → ``points`` targets evenly spaced in log; ``"A,B,C"`` → those targets."""
+    try:
+        if ":" in text:
+            low, high = (float(v) for v in text.split(":"))
+            if points < 1 or not 0 < low <= high:
+                raise ValueError
+            if points == 1:
+                return [low]
+            return [low * (high / low) ** (i / (points - 1)) for i in range(points)]
+        targets = sorted(float(v) for v in text.split(","))
+        if not targets or targets[0] <= 0:
+            raise ValueError
+        return targets
+    except ValueError:
+        raise ConfigError(
+            f"--mflops {text!r}: give LOW:HIGH with 0 < LOW <= HIGH (and --points >= 1), or a list like 0.1,0.3,1"
+        ) from None
+
+
+def scale_model(family: str, schema: FeatureSchema, base: ModelConfig, target_mflops: float) -> ModelConfig:
+    """The family's upscaling rule (``scaled_config``) where the model package has one, else width scaling."""
+    from wukong.model import scaling
+
+    rule = getattr(scaling, "scaled_config", None)
+    if rule is not None:
+        return rule(family, schema, base, target_mflops)
+    return scaling.config_for_flops(family, schema, base, target_mflops)
+
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value):
+        flat: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            flat.update(_flatten(getattr(value, f.name), f"{prefix}.{f.name}"))
+        return flat
+    return {prefix: value}
+
+
+def model_overrides(base: ModelConfig, scaled: ModelConfig) -> list[str]:
+    """``--set model.KEY=VALUE`` for every setting in which ``scaled`` differs from ``base``."""
+    before, after = _flatten(base, "model"), _flatten(scaled, "model")
+    return [f"{key}={format_value(value)}" for key, value in after.items() if before.get(key) != value]
+
+
+@dataclass
+class Sweep:
+    """The sweep's settings; :meth:`plan` makes its trials and :meth:`run` runs them (resumably)."""
+
+    data: str
+    models: list[str]
+    targets: list[float]
+    output: Path
+    seeds: int = 1
+    rows: int = 0  # training rows seen by every point (0: the whole training split)
+    preset: str = "default"
+    overrides: list[str] = field(default_factory=list)
+    parallel: int = 1
+    nproc: int = 1
+    log: Any = print
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "models": list(self.models),
+            "targets_mflops": list(self.targets),
+            "seeds": self.seeds,
+            "rows": self.rows,
+            "preset": self.preset,
+            "overrides": list(self.overrides),
+        }
+
+    def budget(self, train_rows: int, batch_size: int) -> tuple[int, list[str]]:
+        """Rows seen and the overrides that make every point one pass over them."""
+        rows = self.rows or train_rows
+        if rows > train_rows:
+            raise ConfigError(f"--rows {rows}: the dataset has only {train_rows} training rows")
+        steps = rows // batch_size
+        if steps < 1:
+            raise ConfigError(f"--rows {rows} is less than one batch ({batch_size}); give more rows")
+        return steps * batch_size, ["train.epochs=1", f"train.max_steps={steps}", "train.patience=0"]
+
+    def plan(self) -> list[TrialSpec]:
+        """Every point's trial, first seed first and small models first within a seed."""
+        from wukong.data.manifest import read_manifest
+        from wukong.io import open_storage
+
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        manifest = read_manifest(open_storage(self.data))
+        base_cfg = load_config(self.preset, self.overrides)
+        rows, budget = self.budget(manifest.rows("train"), base_cfg.train.batch_size)
+        points: list[tuple[int, str, float, list[str]]] = []
+        for family in self.models:
+            base = load_config(self.preset, [*self.overrides, f"model.name={family}"]).model
+            reachable = 0
+            for index, target in enumerate(self.targets):
+                try:
+                    scaled = scale_model(family, manifest.schema, base, target)
+                except ValueError as error:
+                    self.log(f"skipped {family} at {target:.3g} MFLOP/example: {error}")
+                    continue
+                points.append((index, family, target, model_overrides(base, scaled)))
+                reachable += 1
+            if not reachable:
+                raise ConfigError(f"{family}: no target in {self.targets} is reachable; change --mflops")
+        return [
+            TrialSpec(
+                id=f"{family}-{index:02d}-s{seed}",
+                model=family,
+                preset=self.preset,
+                overrides=(*self.overrides, *scaled, *budget),
+                seed=seed,
+                splits=SPLITS,
+                meta={"family": family, "point": index, "target_mflops": target, "rows": rows},
+            )
+            for seed in range(self.seeds)
+            for index, family, target, scaled in points
+        ]
+
+    def run(self) -> list[dict[str, Any]]:
+        """Run (or resume) the sweep; returns every point's record."""
+        pin_settings(self.output / SETTINGS, self.settings())
+        specs = self.plan()
+        if not all(math.isfinite(t) for t in self.targets):
+            raise DataError("targets must be finite")
+        runner = TrialRunner(self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log)
+        records = runner.run(specs)
+        return [records[s.id] for s in specs if s.id in records]
