@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 INSTALL_INPUTS := $(wildcard requirements/*.txt) pyproject.toml
 
-.PHONY: setup demo test lint bench results pipeline manifests images clean
+.PHONY: setup demo test test-fast lint bench results pipeline manifests images clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The quick loop: everything but the tests marked slow (the ones that train, or otherwise take seconds).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -9,6 +9,9 @@ from components.evaluate import evaluate
 from components.image import IMAGE
 from components.ingest import ingest
 from components.register import register
+from components.sweep_plan import sweep_plan
+from components.sweep_point import sweep_point
+from components.sweep_report import sweep_report
 from components.train import train
 
-__all__ = ["IMAGE", "evaluate", "ingest", "register", "train"]
+__all__ = ["IMAGE", "evaluate", "ingest", "register", "sweep_plan", "sweep_point", "sweep_report", "train"]

@@ -310,7 +310,8 @@ class TrainConfig:
     embedding_optimizer: str = "rowwise_adagrad"  # sharded tables: rowwise_adagrad, adagrad, sgd; on GPU also adam,
     # partial_rowwise_adam
     embedding_learning_rate: float = 0.05  # the fused optimizer's rate, sharded tables
-    embedding_weight_decay: float = 0.0  # the fused optimizer's decay of the rows in the batch (not adagrad/sgd)
+    embedding_weight_decay: float = 0.0  # the fused optimizer's decay of the rows in the batch (GPU only: FBGEMM's
+    # CPU kernels ignore it, so CPU runs refuse it; not with adagrad or sgd)
     embedding_weight_decay_mode: str = "l2"  # rowwise_adagrad: l2 (wd·w added to the gradient) or decoupled
     # (w -= lr·wd·w); adam and partial_rowwise_adam always decay decoupled
     embedding_l2: float = 0.0  # loss += λ·mean over examples of Σ_f ||e_f||², e_f the pooled embeddings (all tables)

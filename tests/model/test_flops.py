@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wukong.config import MODEL_NAMES, load_config
+from wukong.config import MODEL_NAMES, ModelConfig, load_config
 from wukong.data.batch import random_batch
 from wukong.model import build_model, count_flops
 from wukong.model.flops import FlopCount
 from wukong.model.mlp import MLP
+from wukong.schema import FeatureSchema
 
 CONFIGS = {
     "tiny": ("tiny", []),
@@ -43,19 +44,23 @@ CONFIGS = {
 }
 
 
+def measured_and_analytic(
+    name: str, schema: FeatureSchema, config: ModelConfig, batch_size: int = 16
+) -> tuple[int, int]:
+    """FLOPs of one forward pass of a batch: as FlopCounterMode counts them, and by the formulas."""
+    model = build_model(name, schema, config)
+    batch = random_batch(schema, batch_size)
+    with FlopCounterMode(display=False) as counter:
+        model(batch.dense, batch.sparse)
+    return counter.get_total_flops(), count_flops(model).total(batch_size)
+
+
 @pytest.mark.parametrize("config_name", CONFIGS)
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_analytic_flops_match_flop_counter(name: str, config_name: str) -> None:
     preset, overrides = CONFIGS[config_name]
     cfg = load_config(preset, overrides)
-    schema = cfg.data.synthetic_schema()
-    model = build_model(name, schema, cfg.model)
-    batch_size = 16
-    batch = random_batch(schema, batch_size)
-    with FlopCounterMode(display=False) as counter:
-        model(batch.dense, batch.sparse)
-    measured = counter.get_total_flops()
-    analytic = count_flops(model).total(batch_size)
+    measured, analytic = measured_and_analytic(name, cfg.data.synthetic_schema(), cfg.model)
     assert measured > 0
     assert analytic == pytest.approx(measured, rel=0.05), f"{name}/{config_name}: {analytic} vs {measured}"
 

@@ -87,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from wukong.evaluate import HEADLINE, evaluate_model
+    from wukong.evaluate import HEADLINE, ORACLE_HEADLINE, evaluate_model
     from wukong.io import open_storage
     from wukong.train.outputs import METRICS, write_json
 
@@ -95,7 +95,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(open_storage(args.output), METRICS, result)
         print(
-            " ".join(f"{k} {result[k]:.4f}" if isinstance(result[k], float) else f"{k} {result[k]}" for k in HEADLINE)
+            " ".join(
+                f"{k} {result[k]:.4f}" if isinstance(result[k], float) else f"{k} {result[k]}"
+                for k in HEADLINE + tuple(k for k in ORACLE_HEADLINE if k in result)
+            )
         )
     return 0
 

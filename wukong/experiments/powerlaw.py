@@ -18,6 +18,7 @@ simulated data with known parameters, ±2 standard errors cover the truth about 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,20 +76,22 @@ def _solve(u: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
 
 def _fit_normalised(u: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``(floor, scale', alpha)`` and their covariance (None when it cannot be estimated)."""
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     start = _solve(u, y)
     if start is None:
         return None
     try:
-        params, covariance = curve_fit(
-            lambda u, floor, scale, alpha: floor + scale * u**-alpha,
-            u,
-            y,
-            p0=start,
-            bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, 10.0]),
-            maxfev=20_000,
-        )
+        with warnings.catch_warnings():  # too few points for a covariance: handled below
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, covariance = curve_fit(
+                lambda u, floor, scale, alpha: floor + scale * u**-alpha,
+                u,
+                y,
+                p0=start,
+                bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, 10.0]),
+                maxfev=20_000,
+            )
     except (RuntimeError, ValueError):
         return np.array(start), None
     if not np.all(np.isfinite(covariance)) or len(y) <= 3:
@@ -130,4 +133,3 @@ def fit_power_law(c: Sequence[float], loss: Sequence[float]) -> PowerLaw:
     else:
         stds, how = (math.nan, math.nan, math.nan), "none (as many points as parameters)"
     return PowerLaw(float(floor), float(scale), float(alpha), *stds, len(y), rmse, how)
-

@@ -25,6 +25,7 @@ from typing import Any
 from wukong.experiments.journal import Journal
 from wukong.experiments.plots import Series, scaling_figure
 from wukong.experiments.powerlaw import GAIN_FACTOR, PowerLaw, fit_power_law
+from wukong.experiments.trials import last_line
 
 # (name, metric, compute key, axis label)
 VIEWS = (
@@ -32,6 +33,13 @@ VIEWS = (
     ("excess", "excess_logloss", "mflops_per_example", "forward MFLOP / example"),
     ("compute", "logloss", "training_flops", "total training FLOPs (3 × forward × examples)"),
 )
+
+LABELS = {
+    "logloss": "LogLoss",
+    "excess_logloss": "excess LogLoss",
+    "mflops_per_example": "MFLOP/example",
+    "training_flops": "training FLOPs",
+}
 
 
 @dataclass
@@ -105,19 +113,17 @@ def _mean_std(values: list[float], digits: int = 4) -> str:
 
 
 def _law_row(law: Law) -> list[str]:
-    fit = law.fit
+    fit, names = law.fit, [law.family, LABELS[law.metric], LABELS[law.compute]]
     if fit is None:
-        return [law.family, law.metric, law.compute, law.reason, "", "", "", "", ""]
+        return [*names, law.reason, "", "", "", "", ""]
     if not fit.decreasing:
-        return [law.family, law.metric, law.compute, f"{fit.floor:.4f}", "no decrease", "", "", str(fit.points), ""]
+        return [*names, f"{fit.floor:.4f}", "no decrease", "", "", str(fit.points), ""]
 
     def pm(value: float, std: float, fmt: str) -> str:
         return f"{value:{fmt}} ± {std:{fmt}}" if math.isfinite(std) else f"{value:{fmt}}"
 
     return [
-        law.family,
-        law.metric,
-        law.compute,
+        *names,
         pm(fit.floor, fit.floor_std, ".4f"),
         pm(fit.scale, fit.scale_std, ".3g"),
         pm(fit.exponent, fit.exponent_std, ".3f"),
@@ -142,8 +148,11 @@ def points_table(records: list[dict[str, Any]], split: str) -> str:
     for r in records:
         groups.setdefault((r.get("family", r["model"]), r.get("point", r["mflops_per_example"])), []).append(r)
     has_excess = any("excess_logloss" in r.get(split, {}) for r in records)
+    order = _families(records)
     rows = []
-    for (family, _), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0]["mflops_per_example"])):
+    for (family, _), group in sorted(
+        groups.items(), key=lambda kv: (order.index(kv[0][0]), kv[1][0]["mflops_per_example"])
+    ):
         first = group[0]
         row = [
             family,
@@ -182,7 +191,7 @@ def build_report(records: list[dict[str, Any]], split: str = "test", title: str 
             figures[f"scaling-{view}.png"] = scaling_figure(
                 series, xlabel, ylabel, f"{title}: {ylabel} vs {xlabel.split(' (')[0]}", log_y=view == "excess"
             )
-    failures = "".join(f"- {r['id']}: {(r.get('error') or 'failed').strip().splitlines()[0]}\n" for r in failed)
+    failures = "".join(f"- {r['id']}: {last_line(r.get('error') or 'failed')}\n" for r in failed)
     note = (
         f"Each point: one pass over the same training rows; {split} split; mean ± std over seeds. "
         f"Fits: L = L∞ + A·C^−α, least squares over every seed's result, ± one standard error."

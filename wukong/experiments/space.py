@@ -55,7 +55,8 @@ class Parameter:
         if kind == "choice":
             return cls(key, kind, tuple(values))
         lengths = (2, 3) if kind == "int" else (2,)
-        if len(values) not in lengths or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if len(values) not in lengths or not numbers:
             raise ConfigError(
                 f"{where}: {key}: {kind} needs [low, high]{' or [low, high, step]' if kind == 'int' else ''}, "
                 f"got {values!r}"

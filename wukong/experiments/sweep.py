@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from wukong.config import ConfigError, ModelConfig, load_config
-from wukong.data.errors import DataError
 from wukong.experiments.space import format_value
 from wukong.experiments.trials import TrialRunner, TrialSpec, pin_settings
 from wukong.schema import FeatureSchema
@@ -39,13 +38,13 @@ def parse_targets(text: str, points: int) -> list[float]:
     try:
         if ":" in text:
             low, high = (float(v) for v in text.split(":"))
-            if points < 1 or not 0 < low <= high:
+            if points < 1 or not 0 < low <= high < math.inf:
                 raise ValueError
             if points == 1:
                 return [low]
             return [low * (high / low) ** (i / (points - 1)) for i in range(points)]
         targets = sorted(float(v) for v in text.split(","))
-        if not targets or targets[0] <= 0:
+        if not targets or targets[0] <= 0 or targets[-1] == math.inf:
             raise ValueError
         return targets
     except ValueError:
@@ -86,7 +85,7 @@ class Sweep:
     data: str
     models: list[str]
     targets: list[float]
-    output: Path
+    output: Path = Path("sweep")  # where run() records (plan() needs no folder)
     seeds: int = 1
     rows: int = 0  # training rows seen by every point (0: the whole training split)
     preset: str = "default"
@@ -158,8 +157,6 @@ class Sweep:
         """Run (or resume) the sweep; returns every point's record."""
         pin_settings(self.output / SETTINGS, self.settings())
         specs = self.plan()
-        if not all(math.isfinite(t) for t in self.targets):
-            raise DataError("targets must be finite")
         runner = TrialRunner(self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log)
         records = runner.run(specs)
         return [records[s.id] for s in specs if s.id in records]

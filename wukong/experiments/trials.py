@@ -15,7 +15,8 @@ config, the cost and the quality:
 :class:`TrialRunner` runs trials as local worker processes (``python -m wukong.experiments.trials``),
 ``parallel`` at a time, and appends each finished trial's record to the experiment's :class:`Journal`.
 Run again after a kill, it skips the finished trials and reruns the others from scratch (their partial
-folders are discarded). The KFP components call :func:`run_trial` directly, one trial per task.
+folders are discarded); trials that failed are tried again. The KFP components call :func:`run_trial`
+directly, one trial per task.
 """
 
 from __future__ import annotations
@@ -233,10 +234,15 @@ def run_trial(
     return record
 
 
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
 def describe(record: dict[str, Any]) -> str:
     """One line about a finished trial."""
     if record["status"] != "ok":
-        return f"{record['id']} failed: {record.get('error', '').strip().splitlines()[-1:] or ''}"
+        return f"{record['id']} failed: {last_line(record.get('error', ''))}"
     split = "valid" if "valid" in record else next((s for s in ("test", "train") if s in record), None)
     quality = ""
     if split:
@@ -282,16 +288,19 @@ class TrialRunner:
         self.journal = Journal(self.root / self.journal_name)
 
     def run(self, specs: Sequence[TrialSpec]) -> dict[str, dict[str, Any]]:
-        """Run the trials not yet in the journal; returns the records of all ``specs`` by id."""
+        """Run the trials that have not finished well (never started, interrupted, or failed before);
+        returns the records of all ``specs`` by id."""
         ids = [s.id for s in specs]
         if len(set(ids)) != len(ids):
             raise DataError(f"trial ids must be unique, got {ids}")
         with self._exclusive():
             done = self.journal.records()
             self._check_resumable(specs, done)
-            todo = [s for s in specs if s.id not in done]
+            todo = [s for s in specs if done.get(s.id, {}).get("status") != "ok"]
             if len(todo) < len(specs):
                 self.log(f"{len(specs) - len(todo)} of {len(specs)} trials already finished ({self.journal.path})")
+            if any(s.id in done for s in todo):
+                self.log(f"retrying {sum(s.id in done for s in todo)} failed trials")
             self._run_all(todo, len(specs) - len(todo), len(specs))
             done = self.journal.records()
         return {s.id: done[s.id] for s in specs if s.id in done}

@@ -37,6 +37,10 @@ TABLE = "trials.md"
 BEST = "best.yaml"
 
 
+def trial_id(number: int) -> str:
+    return f"trial-{number:04d}"
+
+
 @dataclass
 class Tuner:
     """N trials of ``space`` for ``model`` on ``data``, written to ``output`` (see the module docstring)."""
@@ -66,7 +70,9 @@ class Tuner:
         fixed = [*self.overrides, f"model.name={self.model}"]
         load_config(self.preset, fixed)
         self.space.check(self.preset, fixed)
-        self.runner = TrialRunner(self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log)
+        self.runner = TrialRunner(
+            self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log
+        )
 
     # -- planning ---------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -112,13 +118,15 @@ class Tuner:
         for record in sorted(history, key=lambda r: r["trial"]):
             value = self.objective(record)
             state = TrialState.COMPLETE if value is not None else TrialState.FAIL
-            study.add_trial(create_trial(params=record["params"], distributions=distributions, value=value, state=state))
+            study.add_trial(
+                create_trial(params=record["params"], distributions=distributions, value=value, state=state)
+            )
         specs = []
         for number in range(first, first + count):
             params = study.ask(distributions).params
             specs.append(
                 TrialSpec(
-                    id=f"trial-{number:04d}",
+                    id=trial_id(number),
                     model=self.model,
                     preset=self.preset,
                     overrides=(*self.overrides, *self.space.overrides(params)),
@@ -134,8 +142,12 @@ class Tuner:
         """Run (or resume) the search; write the table and the best preset; return the best record."""
         pin_settings(self.output / SETTINGS, self.settings(), may_change=("trials",))
         for first in range(0, self.trials, self.parallel):
-            history = [r for r in self.runner.journal.records().values() if r["trial"] < first]
-            self.runner.run(self.plan_round(first, min(self.parallel, self.trials - first), history))
+            done = self.runner.journal.records()
+            count = min(self.parallel, self.trials - first)
+            if all(trial_id(n) in done for n in range(first, first + count)):
+                continue  # a finished round stays as it was (later rounds were drawn knowing its failures)
+            history = [r for r in done.values() if r["trial"] < first]
+            self.runner.run(self.plan_round(first, count, history))
         records = [r for r in self.runner.journal.records().values() if r["trial"] < self.trials]
         ranked = self.ranked(records)
         if not ranked:
@@ -197,8 +209,8 @@ class Tuner:
         )
         return (
             f"# Tuning {self.model}\n\n"
-            f"{len(records)} trials of `{self.space.source}` on `{self.data}` ({self.sampler} search, seed {self.seed}, "
-            f"rounds of {self.parallel}); preset `{self.preset}`"
+            f"{len(records)} trials of `{self.space.source}` on `{self.data}` "
+            f"({self.sampler} search, seed {self.seed}, rounds of {self.parallel}); preset `{self.preset}`"
             + (f" with `{' '.join(self.overrides)}`" if self.overrides else "")
             + f"; ranked by validation {self.metric}.\n\n{table}\n"
         )
@@ -215,9 +227,9 @@ def summary_table(bests: dict[str, dict[str, Any]], metric: str) -> str:
     from tabulate import tabulate
 
     rows = [
-        [model, best["id"], f"{best['valid']['auc']:.4f}", f"{best['valid']['logloss']:.4f}", best["steps"]]
-        + [f"{best['mflops_per_example']:.3g}"]
+        [model, best["id"], f"{best['valid']['auc']:.4f}", f"{best['valid']['logloss']:.4f}", best["steps"], mflops]
         for model, best in bests.items()
+        for mflops in [f"{best['mflops_per_example']:.3g}"]
     ]
     headers = ["model", "best trial", "valid AUC", "valid LogLoss", "steps", "MFLOP/ex"]
     return (

@@ -1,85 +1,265 @@
-"""Size a model to a FLOP budget: the knob behind throughput benchmarks and scaling sweeps.
+"""Upscaling rules: a configuration of each model family for a target MFLOP/example.
 
-The paper's scaling law is quality against GFLOP/example; to compare models at equal cost, every
-width of a model is multiplied by one factor ``s``, and ``s`` is found by bisection
-(forward FLOPs grow monotonically with ``s``). Wukong's rows per layer (nF, nL), DCNv2's rank and
-FinalMLP's gate are widths too and scale with ``s``; layer counts, d and k stay as configured.
+The paper's scaling law is quality against GFLOP/example (arXiv 2403.02545, Table 5 and its scaling
+figure), with each family grown the way its authors grow it:
+
+- **wukong**: layers first, then width. The depth ``l`` grows from 1 to :data:`MAX_WUKONG_LAYERS`
+  (8) at the base widths; beyond that the 8-layer stack widens, with nF, nL, k, the FMB MLP and the
+  head MLP (and the attentive projection's MLP) all multiplied by one factor ``w``;
+- **dlrm**: the top MLP widens and deepens: one more layer (a copy of its first, widest one) per
+  doubling of ``w``;
+- **dcnv2**: the cross network and the deep MLP deepen together (one more cross layer and one more
+  deep layer per doubling of ``w``) while the cross rank and the deep MLP widen;
+- **finalmlp**: both streams widen and deepen (one layer per doubling of ``w``), the gates widen.
+
+What never changes: the embedding dimension d and the dense-feature MLP (the embedding layer is
+sparse scaling, not the dense compute these laws are about), FinalMLP's heads, the attentive
+projection's compression rank, and every non-size setting (init, norms, dropout).
+
+Hitting a target
+----------------
+A rule is a ladder of *stages* ``j = 0, 1, ...``: a depth and a starting width factor ``w_j``
+(Wukong: ``l = j + 1`` at ``w_j = 1``; the others: ``j`` extra layers at ``w_j = 2^j``). Within a
+stage every width is ``round(base width · w)`` for ``w ≥ w_j``, so the forward FLOPs ``C(j, w)``
+grow with ``w``; the stage covers costs from ``C(j, w_j)`` up to the next stage's start (the last
+Wukong stage is open-ended, and the first stage also shrinks, ``w < w_0``, for targets below its
+start). For a target T the stage is the last one starting at or below T, ``w`` is found by
+bisection, and of the two configurations whose costs bracket T (the second may be the next stage's
+start) the closer one is returned. The achievable costs form one fixed, increasing set and the
+nearest of them is taken, so the returned MFLOP/example is **monotone in the target**; integer
+widths and nF/nL/k make it hit the target within :data:`TOLERANCE` (5%) except at the extremes,
+where a ``ValueError`` says so. When depth steps up, the widths fall back to the stage's start:
+widths along the ladder are not monotone, FLOPs are.
+
+Widths below 256 may be any integer ≥ 1 (so small models can be sized finely); from 256 they are
+multiples of 8 (vector units), FinalMLP's stream outputs multiples of its head count. FLOPs are the
+analytic counts of :mod:`wukong.model.flops` (checked against ``FlopCounterMode`` by the tests).
+
+Example::
+
+    config = scaled_config("wukong", schema, load_config("tiny").model, target_mflops=2.0)
+    mflops_per_example("wukong", schema, config)  # within 5% of 2.0
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from wukong.config import ModelConfig
-from wukong.model.build import build_model
+from wukong.model.build import build_arch, build_model
 from wukong.model.flops import count_flops
 from wukong.schema import FeatureSchema
 
-WIDTH_MULTIPLE = 16  # keeps widths divisible by FinalMLP's heads and friendly to vector units
+MAX_WUKONG_LAYERS = 8  # Wukong grows in depth up to this many layers before it widens
+TOLERANCE = 0.05  # the largest relative distance to the target a returned config may have
+_RESOLUTION = 1e-4  # bisection stops when the width factors bracketing the target are this close
+_WIDTH_RANGE = 2.0**12  # how far a width factor may move from a stage's start
+_TRIM_RANGE = 1.5  # how much wider than the ladder's the MLPs may be made to close a gap
 
 
-# Integer settings that are widths too, scaled like the MLPs (at least 1).
-SCALED_COUNTS = {
-    "ModelConfig": ("num_fmb_embeddings", "num_lcb_embeddings"),
-    "DCNv2Config": ("rank",),
-    "FinalMLPConfig": ("gate_hidden",),
+def _count(value: float) -> int:
+    """An integer size (nF, nL, k, a rank): at least 1."""
+    return max(1, round(value))
+
+
+def _width(value: float, multiple: int = 1) -> int:
+    """An MLP width: any integer below 256, a multiple of 8 from 256; always a multiple of ``multiple``."""
+    step = math.lcm(multiple, 8) if value >= 256 else multiple
+    return max(step, round(value / step) * step)
+
+
+def _mlp(widths: list[int], factor: float, extra_layers: int = 0, last_multiple: int = 1) -> list[int]:
+    """Hidden widths × ``factor``, with ``extra_layers`` copies of the first (widest) layer in front."""
+    if not widths:
+        return []
+    deeper = [widths[0]] * extra_layers + list(widths)
+    return [_width(h * factor, last_multiple if i == len(deeper) - 1 else 1) for i, h in enumerate(deeper)]
+
+
+def _get(config: ModelConfig, path: str) -> Any:
+    section, _, key = path.rpartition(".")
+    return getattr(getattr(config, section) if section else config, key)
+
+
+def _with(config: ModelConfig, changes: dict[str, Any]) -> ModelConfig:
+    """``config`` with ``changes`` (keys ``"key"`` or ``"section.key"``) applied, one replace per section."""
+    top = {k: v for k, v in changes.items() if "." not in k}
+    for section in {k.split(".")[0] for k in changes if "." in k}:
+        inner = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith(section + ".")}
+        top[section] = dataclasses.replace(getattr(config, section), **inner)
+    return dataclasses.replace(config, **top)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How a family grows (see the module docstring).
+
+    Attributes:
+        counts: integer sizes, multiplied by the width factor ``w``.
+        mlps: MLP width lists, multiplied by ``w`` (and deepened by one layer per stage if ``deepen``).
+        depth: the other settings a stage changes (from the base config and the stage).
+        start: the width factor ``w_j`` at which stage j starts.
+        stages: how many stages there are (None: unbounded).
+        heads: the multiple the last width of every MLP must be (FinalMLP's head count).
+    """
+
+    counts: tuple[str, ...]
+    mlps: tuple[str, ...]
+    depth: Callable[[ModelConfig, int], dict[str, Any]]
+    deepen: bool
+    start: Callable[[int], float]
+    stages: int | None
+    heads: Callable[[ModelConfig], int] = lambda config: 1
+
+    def config(self, base: ModelConfig, stage: int, factor: float) -> ModelConfig:
+        """Stage ``stage`` at width factor ``factor``."""
+        extra, heads = stage if self.deepen else 0, self.heads(base)
+        changes = {path: _count(_get(base, path) * factor) for path in self.counts}
+        changes.update({path: _mlp(_get(base, path), factor, extra, heads) for path in self.mlps})
+        return _with(base, {**changes, **self.depth(base, stage)})
+
+    def trim(self, config: ModelConfig, factor: float) -> ModelConfig:
+        """``config`` with its MLPs alone × ``factor``: the fine knob between two widths of the ladder."""
+        heads = self.heads(config)
+        return _with(config, {path: _mlp(_get(config, path), factor, 0, heads) for path in self.mlps})
+
+
+def _doubling(stage: int) -> float:
+    return 2.0**stage
+
+
+RULES: dict[str, Rule] = {
+    "wukong": Rule(
+        counts=("num_fmb_embeddings", "num_lcb_embeddings", "fm_rank"),
+        mlps=("fmb_mlp", "head_mlp", "attention_mlp"),
+        depth=lambda base, stage: {"num_layers": stage + 1},
+        deepen=False,
+        start=lambda stage: 1.0,
+        stages=MAX_WUKONG_LAYERS,
+    ),
+    "dlrm": Rule((), ("dlrm.top_mlp",), lambda base, stage: {}, True, _doubling, None),
+    "dcnv2": Rule(
+        counts=("dcnv2.rank",),
+        mlps=("dcnv2.deep_mlp",),
+        depth=lambda base, stage: {"dcnv2.num_cross_layers": base.dcnv2.num_cross_layers + stage},
+        deepen=True,
+        start=_doubling,
+        stages=None,
+    ),
+    "finalmlp": Rule(
+        counts=("finalmlp.gate_hidden",),
+        mlps=("finalmlp.stream1_mlp", "finalmlp.stream2_mlp"),
+        depth=lambda base, stage: {},
+        deepen=True,
+        start=_doubling,
+        stages=None,
+        heads=lambda config: config.finalmlp.num_heads,
+    ),
 }
 
 
-def _scale_section(section, factor: float):
-    changes: dict[str, object] = {
-        name: max(1, round(getattr(section, name) * factor)) for name in SCALED_COUNTS.get(type(section).__name__, ())
-    }
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if isinstance(value, list) and f.name != "dense_mlp":
-            changes[f.name] = [max(WIDTH_MULTIPLE, round(w * factor / WIDTH_MULTIPLE) * WIDTH_MULTIPLE) for w in value]
-    return dataclasses.replace(section, **changes)
-
-
 def scale_widths(config: ModelConfig, factor: float) -> ModelConfig:
-    """A copy of ``config`` with every width multiplied by ``factor``: MLP hidden widths of all models
-    (the dense-feature MLP of the shared embedding layer excepted), Wukong's nF and nL, DCNv2's rank
-    and FinalMLP's gate width."""
-    return dataclasses.replace(
-        _scale_section(config, factor),
-        dlrm=_scale_section(config.dlrm, factor),
-        dcnv2=_scale_section(config.dcnv2, factor),
-        finalmlp=_scale_section(config.finalmlp, factor),
-    )
+    """A copy of ``config`` with every family's widths multiplied by ``factor`` at its current depth:
+    Wukong's nF, nL, k and MLPs, DLRM's top MLP, DCNv2's rank and deep MLP, FinalMLP's streams and gate
+    (the dense-feature MLP of the shared embedding layer excepted)."""
+    scaled = RULES["wukong"].config(config, config.num_layers - 1, factor)
+    for name in ("dlrm", "dcnv2", "finalmlp"):
+        scaled = RULES[name].config(scaled, 0, factor)
+    return scaled
 
 
 def mflops_per_example(name: str, schema: FeatureSchema, config: ModelConfig) -> float:
     return count_flops(build_model(name, schema, config, device="meta")).mflops
 
 
-def config_for_flops(
-    name: str, schema: FeatureSchema, config: ModelConfig, target_mflops: float, steps: int = 24
-) -> ModelConfig:
-    """The width-scaled ``config`` whose model ``name`` costs closest to ``target_mflops`` per example.
+class _Cost:
+    """MFLOP/example of configs of one family on one schema; the embedding layer is built once."""
+
+    def __init__(self, name: str, schema: FeatureSchema, base: ModelConfig) -> None:
+        embedding = build_model(name, schema, base, device="meta").embedding
+        self.name, self.fixed = name, count_flops(embedding).per_example  # the dense MLP: never scaled
+        self.num_features, self.dense_rows = embedding.num_features, embedding.num_dense_embeddings
+        self.cache: dict[str, float] = {}
+
+    def __call__(self, config: ModelConfig) -> float:
+        key = repr(config)
+        if key not in self.cache:
+            with torch.device("meta"):
+                arch = build_arch(self.name, self.num_features, config, self.dense_rows)
+            self.cache[key] = (self.fixed + count_flops(arch).per_example) / 1e6
+        return self.cache[key]
+
+
+def _bracket(
+    cost: _Cost, make: Callable[[float], ModelConfig], start: float, target: float, grow: bool, reach: float
+) -> tuple[ModelConfig | None, ModelConfig | None]:
+    """Configs ``make(w)`` costing just ≤ and just > ``target``, for ``w`` from ``start`` up to
+    ``start·reach`` (``grow``) or down to ``start/reach``; None where no such ``w`` gives one. Doubling
+    (or halving) ``w`` brackets the target, then bisection on ``log w`` closes in."""
+    low = high = start
+    while (cost(make(high)) <= target) if grow else (cost(make(low)) > target):
+        if max(high / start, start / low) >= reach:
+            return (make(high), None) if grow else (None, make(low))
+        low, high = (high, min(high * 2, start * reach)) if grow else (max(low / 2, start / reach), low)
+    while high / low > 1 + _RESOLUTION:
+        middle = math.sqrt(low * high)
+        if cost(make(middle)) <= target:
+            low = middle
+        else:
+            high = middle
+    return make(low), make(high)
+
+
+def scaled_config(name: str, schema: FeatureSchema, base: ModelConfig, target_mflops: float) -> ModelConfig:
+    """The config of family ``name`` grown (or shrunk) from ``base`` by the family's rule to cost
+    ``target_mflops`` MFLOP/example within 5% (see the module docstring); its ``name`` is ``name``.
 
     Raises:
-        ValueError: if the target lies below what the fixed parts (d, n, k, ...) already cost.
+        ValueError: an unknown family, or a target out of reach (below what the fixed parts, such as
+            d and the number of features, already cost).
     """
-    low, high = math.log(1 / 256), math.log(256)
-    best = config
-    best_error = math.inf
-    for _ in range(steps):
-        mid = (low + high) / 2
-        candidate = scale_widths(config, math.exp(mid))
-        mflops = mflops_per_example(name, schema, candidate)
-        error = abs(math.log(mflops / target_mflops))
-        if error < best_error:
-            best, best_error = candidate, error
-        if mflops < target_mflops:
-            low = mid
-        else:
-            high = mid
-    achieved = mflops_per_example(name, schema, best)
-    if abs(achieved / target_mflops - 1) > 0.25:
+    if name not in RULES:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(RULES)}")
+    if not target_mflops > 0:
+        raise ValueError(f"target_mflops must be > 0, got {target_mflops}")
+    rule, cost = RULES[name], _Cost(name, schema, base)
+
+    def stage_start(stage: int) -> ModelConfig | None:
+        if rule.stages is not None and stage >= rule.stages:
+            return None
+        return rule.config(base, stage, rule.start(stage))
+
+    stage = 0
+    while (following := stage_start(stage + 1)) is not None and cost(following) <= target_mflops:
+        stage += 1
+    start = rule.start(stage)
+    make = functools.partial(rule.config, base, stage)
+    shrink = cost(make(start)) > target_mflops  # below the first stage
+    below, above = _bracket(cost, make, start, target_mflops, grow=not shrink, reach=_WIDTH_RANGE)
+    if not shrink and following is not None and (above is None or cost(above) >= cost(following)):
+        above = following
+    if below is not None:  # the fine knob: widen below's MLPs alone, short of the next config up
+        below, trimmed = _bracket(cost, functools.partial(rule.trim, below), 1.0, target_mflops, True, _TRIM_RANGE)
+        if trimmed is not None and (above is None or cost(trimmed) < cost(above)):
+            above = trimmed
+    candidates = [c for c in (below, above) if c is not None]
+    best = min(candidates, key=lambda c: abs(math.log(cost(c) / target_mflops)))
+    achieved = cost(best)
+    if abs(achieved / target_mflops - 1) > TOLERANCE:
         raise ValueError(
-            f"{name}: cannot reach {target_mflops} MFLOP/example by scaling widths (closest: {achieved:.2f}); "
-            "change embedding_dim, num_layers or the number of features"
+            f"{name}: cannot reach {target_mflops:g} MFLOP/example within {TOLERANCE:.0%} by its upscaling rule "
+            f"(closest: {achieved:.4g}); change embedding_dim, the base widths or the number of features"
         )
-    return best
+    return dataclasses.replace(best, name=name)
+
+
+def config_for_flops(name: str, schema: FeatureSchema, config: ModelConfig, target_mflops: float) -> ModelConfig:
+    """The same as :func:`scaled_config` (kept for callers of the older name)."""
+    return scaled_config(name, schema, config, target_mflops)

@@ -21,6 +21,15 @@ from wukong.io import open_storage
 from wukong.registry import open_registry
 
 
+def start_local(pipeline_root: Path) -> None:
+    """Make pipeline calls run on this machine: every step a subprocess of this environment."""
+    from kfp import local
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    # Each step names the project image; locally this environment *is* that image's environment.
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
+
+
 @dataclass
 class LocalRun:
     workdir: Path
@@ -37,16 +46,12 @@ class LocalRun:
     tolerance: float = 0.002
 
     def run(self) -> dict[str, Any]:
-        from kfp import local
-
         from pipelines.wukong_pipeline import wukong_training_pipeline
 
         workdir = self.workdir.absolute()
         registry_uri = str(workdir / "registry")
         production_before = open_registry(registry_uri).production(self.registered_name)
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir / "kfp"))
-        # Each step names the project image; locally this environment *is* that image's environment.
-        warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
+        start_local(workdir / "kfp")
         task = wukong_training_pipeline(
             source=self.source,
             input_uri=self.input_uri,

@@ -2,10 +2,19 @@
 
 A checkpoint is the folder ``checkpoints/step-NNNNNNNNN/`` under the run's output: DCP's files (every
 rank writes its shards, rank 0 the ``.metadata``), one ``rng-rank<r>.pt`` per rank, and last
-``wukong.json`` (step, data position, best score...). Only a folder with ``wukong.json`` counts. On
-``s3://`` outputs every rank stages its files in a local folder and uploads them; loading downloads
-the folder first. DCP reshards on load, so a checkpoint written by W ranks under one plan loads into
-any other world size or plan.
+``wukong.json`` (step, data position, best score...). Only a folder with ``wukong.json`` counts, and
+a complete checkpoint is never rewritten: saving a step that is already complete keeps it (training
+is deterministic, so it holds the same state), and pruning deletes a checkpoint's marker before its
+shards. On ``s3://`` outputs every rank stages its files in a local folder and uploads them; loading
+downloads the folder first. Rank 0 alone lists the storage and tells the others what it found, so
+ranks agree even on eventually consistent object stores.
+
+DCP reshards on load, so a checkpoint written by W ranks under one plan loads into any other world
+size or plan: the model's weights always (sharded, replicated or whole). Optimizer state loads where
+a parameter keeps its optimizer; a table that changes between replicated (a dense parameter: its
+Adam state is saved under ``optim.state.dense.…``) and sharded (the fused optimizer's state, under
+``optim.state.sparse.…``) has no saved state of its new kind, so that state starts afresh, and
+:meth:`Checkpointer.load` returns which keys did.
 """
 
 from __future__ import annotations
@@ -14,16 +23,19 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import DefaultLoadPlanner
 
+from wukong.data.errors import DataError
 from wukong.io import open_storage
 from wukong.io.local import LocalStorage
-from wukong.train.distributed import DistEnv
+from wukong.train.distributed import DistEnv, broadcast_object
 
 PREFIX = "checkpoints"
 MARKER = "wukong.json"
@@ -50,14 +62,20 @@ class Checkpointer:
         return sorted(int(m.group(1)) for o in self.storage.list(PREFIX + "/") if (m := STEP_DIR.match(o.key)))
 
     def latest(self) -> int | None:
-        steps = self.complete_steps()
-        return steps[-1] if steps else None
+        """The newest complete checkpoint as rank 0 lists it, on every rank (call it on every rank)."""
+        steps = self.complete_steps() if self.env.is_main else []
+        return broadcast_object(steps[-1] if steps else None)
 
-    def save(self, step: int, state: dict[str, Any], info: dict[str, Any], protect: set[int] = frozenset()) -> None:
-        """Write ``state`` (model and optimizer state dicts) as step ``step``; ``info`` goes into the marker."""
+    def save(self, step: int, state: dict[str, Any], info: dict[str, Any], protect: set[int] = frozenset()) -> bool:
+        """Write ``state`` (model and optimizer state dicts) as step ``step``; ``info`` goes into the marker.
+
+        Returns False, writing nothing, when step ``step`` is complete already."""
+        complete = self.env.is_main and self.storage.exists(f"{step_dir(step)}/{MARKER}")
+        if broadcast_object(complete):
+            return False
         folder = self._local_dir(step)
         if self.env.is_main and folder.exists():
-            shutil.rmtree(folder)  # a leftover of an interrupted save of the same step
+            shutil.rmtree(folder)  # a leftover of an interrupted save of the same step (no marker)
         dist.barrier()
         folder.mkdir(parents=True, exist_ok=True)
         dcp.save(state, checkpoint_id=str(folder))
@@ -74,10 +92,20 @@ class Checkpointer:
                 self.storage.upload_file(path, f"{step_dir(step)}/{path.name}")
         dist.barrier()
         if self.env.is_main:
-            marker = {**info, "step": step, "world_size": self.env.world_size}
-            self.storage.write_bytes(f"{step_dir(step)}/{MARKER}", json.dumps(marker, indent=1).encode())
+            self._write_marker(step, info)
             self._prune(protect | {step})
         dist.barrier()
+        return True
+
+    def update_info(self, step: int, info: dict[str, Any]) -> None:
+        """Replace the marker of the complete checkpoint ``step`` (one atomic write; its shards stay)."""
+        if self.env.is_main:
+            self._write_marker(step, info)
+        dist.barrier()
+
+    def _write_marker(self, step: int, info: dict[str, Any]) -> None:
+        marker = {**info, "step": step, "world_size": self.env.world_size}
+        self.storage.write_bytes(f"{step_dir(step)}/{MARKER}", json.dumps(marker, indent=1).encode())
 
     def _prune(self, protect: set[int]) -> None:
         complete = self.complete_steps()
@@ -91,7 +119,10 @@ class Checkpointer:
                 # Old complete checkpoints beyond `keep`, and unfinished ones older than the newest.
                 if step not in keep and (step in complete or step < newest):
                     doomed.append(obj.key)
-        self.storage.delete(doomed)
+        # Markers first: a checkpoint interrupted while being deleted is then incomplete, never a
+        # marker without its shards that every restart would pick and fail to load.
+        self.storage.delete([key for key in doomed if key.endswith("/" + MARKER)])
+        self.storage.delete([key for key in doomed if not key.endswith("/" + MARKER)])
         if self.local:
             for folder in (self.storage.root / PREFIX).glob("step-*"):
                 if folder.is_dir() and not any(folder.iterdir()):
@@ -111,14 +142,39 @@ class Checkpointer:
     def info(self, step: int) -> dict[str, Any]:
         return json.loads(self.storage.read_bytes(f"{step_dir(step)}/{MARKER}"))
 
-    def load(self, step: int, state: dict[str, Any]) -> dict[str, Any]:
-        """Load step ``step`` into ``state`` in place (resharding as needed); returns its marker."""
+    def load(self, step: int, state: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Load step ``step`` into ``state`` in place (resharding as needed).
+
+        Returns its marker, and the keys of ``state`` it holds no value for (optimizer state of a
+        parameter saved under another optimizer: those keep the values ``state`` has).
+
+        Raises:
+            DataError: the checkpoint lacks model weights (it is of another model or configuration).
+        """
         folder = self.fetch(step)
-        dcp.load(state, checkpoint_id=str(folder))
+        saved = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+        missing = [key for key in flat_keys(state) if key not in saved]
+        weights = [key for key in missing if not key.startswith("optim.")]
+        if weights:
+            raise DataError(
+                f"{self.storage.uri(step_dir(step))}: the checkpoint has no {weights[0]} ({len(weights)} model "
+                "weights missing): it was written by another model or configuration; resume with that, "
+                "or give a new --output"
+            )
+        dcp.load(state, checkpoint_id=str(folder), planner=DefaultLoadPlanner(allow_partial_load=bool(missing)))
         rng = folder / f"rng-rank{self.env.rank}.pt"
         if rng.exists():
             torch.set_rng_state(torch.load(rng, weights_only=True))
-        return self.info(step)
+        return self.info(step), missing
 
     def close(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def flat_keys(state: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The keys DCP stores a nested state dict under (``optim.state.dense.x.exp_avg``)."""
+    keys = []
+    for key, value in state.items():
+        name = f"{prefix}{key}"
+        keys += flat_keys(value, name + ".") if isinstance(value, Mapping) else [name]
+    return keys

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,7 @@ class DistEnv:
     local_rank: int
     device: torch.device
     backend: str
+    local_world_size: int = 1  # processes on this node (torchrun's LOCAL_WORLD_SIZE): rank r uses device r mod this
 
     @property
     def is_main(self) -> bool:
@@ -26,11 +30,11 @@ class DistEnv:
 def init_distributed(timeout_s: int = 600) -> DistEnv:
     """Join (or create, for a single process) the default group: nccl on GPUs, gloo on CPU.
 
-    torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT; a plain ``python -m wukong.train``
-    becomes rank 0 of 1 on a free local port.
+    torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT; a plain
+    ``python -m wukong.train`` becomes rank 0 of 1 on a free local port.
     """
     if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
@@ -52,7 +56,29 @@ def init_distributed(timeout_s: int = 600) -> DistEnv:
             dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world, timeout=timeout)
         else:
             dist.init_process_group(backend=backend, timeout=timeout)
-    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
+    world = dist.get_world_size()
+    # Processes per node: torchrun says; else one per GPU of this node, or all of them on CPU.
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or min(world, torch.cuda.device_count() or world))
+    return DistEnv(dist.get_rank(), world, local_rank, device, backend, local_world)
+
+
+def collective_device() -> torch.device:
+    """The device whose tensors the default group's collectives take: the current GPU where the group
+    serves CUDA only (NCCL), else the CPU (gloo; a ``cpu:gloo,cuda:nccl`` group takes both)."""
+    types = getattr(dist.group.WORLD, "_device_types", None)  # what each backend of the group serves
+    served = {d.type for d in types} if types is not None else ({"cuda"} if dist.get_backend() == "nccl" else {"cpu"})
+    if "cpu" in served:
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def broadcast_object(value: T, src: int = 0) -> T:
+    """``value`` as rank ``src`` has it, on every rank (itself outside a distributed job)."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src, device=collective_device())
+    return box[0]
 
 
 def shutdown() -> None:

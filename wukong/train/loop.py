@@ -31,6 +31,7 @@ from wukong.train.distributed import DistEnv
 from wukong.train.module import TrainModule
 from wukong.train.optim import LearningRates, assign_table_optimizers, build_optimizers, plateau_scale
 from wukong.train.predict import predict
+from wukong.train.rowlog import RowLog
 from wukong.train.sharding import build_plan, format_plan, make_sharder, plan_rows
 from wukong.train.tensorboard import TensorBoard
 
@@ -51,6 +52,7 @@ class Progress:
     checks_without_gain: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
     stopped_early: bool = False
+    last_validated: int = -1  # the step validated last (a resume must not validate it again)
     lr_scale: float = 1.0  # the plateau factor: train.plateau_factor ** (plateaus so far)
 
 
@@ -101,11 +103,16 @@ class Trainer:
                 log(env, f"embedding group: {table} trained by {trained_by}")
         self.model = DistributedModelParallel(module, device=env.device, plan=plan, sharders=[sharder])
         self.optimizer, self.dense_optimizer = build_optimizers(self.model, train)
-        self.steps_per_epoch = len(self.train_reader)
-        self.total_steps = train.max_steps or self.steps_per_epoch * train.epochs
+        self.steps_per_epoch = len(self.train_reader)  # ⌊rows / batch_size⌋ whatever the world size (data.plan)
+        all_epochs = self.steps_per_epoch * train.epochs
+        self.total_steps = min(train.max_steps, all_epochs) if train.max_steps else all_epochs  # the real length
         fused = self.model.fused_optimizer if self.model.fused_optimizer.params else None
         self.learning_rates = LearningRates(self.dense_optimizer, fused, train, self.total_steps)  # before _resume
         self.checkpointer = Checkpointer(output_uri, env, train.keep_checkpoints)
+        self.saved_step: int | None = None  # the step this process saved last or resumed from
+        self.saved_info: dict[str, Any] = {}  # and the progress saved with it
+        self.unchecked_loss: torch.Tensor | None = None  # the last step's loss while not yet checked finite
+        self.row_log = RowLog.from_env(env.rank)  # test hook: off unless WUKONG_RECORD_ROWS is set
         self.progress = Progress()
         self.history: list[dict[str, Any]] = []
         self.tensorboard = TensorBoard(self.output) if env.is_main else None
@@ -127,20 +134,31 @@ class Trainer:
             return
         self.optimizer.init_state()  # optimizer state must exist before DCP can load into it
         state = self._state()
-        info = self.checkpointer.load(step, state)
+        info, fresh = self.checkpointer.load(step, state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optim"])
-        self.progress = Progress(**info["progress"])  # fit() positions the reader from it
+        self.progress = Progress(**info["progress"])
+        self.train_reader.load_state_dict(info["data_position"])  # the rows of this epoch not yet trained on
+        self.saved_step, self.saved_info = step, {k: info[k] for k in ("progress", "data_position")}
+        if fresh:
+            log(self.env, f"optimizer state started afresh (saved under another sharding): {_parameters_of(fresh)}")
         if self.output.exists(outputs.HISTORY):
             lines = self.output.read_bytes(outputs.HISTORY).decode().splitlines()
             self.history = [r for r in map(json.loads, lines) if r["step"] <= step]
         log(self.env, f"resumed from checkpoint step {step} (epoch {self.progress.epoch}, batch {self.progress.batch})")
 
     def _checkpoint(self) -> None:
-        protect = {self.progress.best_step} if self.progress.best_step is not None else set()
-        info = {"progress": dataclasses.asdict(self.progress), "data_position": self.train_reader.state_dict()}
-        info["data_position"].update(epoch=self.progress.epoch, batches=self.progress.batch)
-        self.checkpointer.save(self.progress.step, self._state(), info, protect)
+        """Save this step: its state once (a step is saved again when an improving validation falls on
+        a checkpoint step, or at the end after a resume), its progress whenever that changed since."""
+        p = self.progress
+        self._confirm_finite()
+        info = {"progress": dataclasses.asdict(p), "data_position": self.train_reader.state_dict(batches=p.batch)}
+        if self.saved_step != p.step:
+            protect = {p.best_step} if p.best_step is not None else set()
+            self.checkpointer.save(p.step, self._state(), info, protect)
+        elif json.dumps(info, sort_keys=True) != json.dumps(self.saved_info, sort_keys=True):
+            self.checkpointer.update_info(p.step, info)
+        self.saved_step, self.saved_info = p.step, info
         self._write_history()
 
     def _write_history(self) -> None:
@@ -152,6 +170,8 @@ class Trainer:
     # ---- validation --------------------------------------------------------------------------
     def _validate(self, pipeline: TrainPipelineSparseDist | None) -> bool:
         """Validate; returns True when training should stop early."""
+        self._confirm_finite()  # a diverged model must never become the best one
+        self.progress.last_validated = self.progress.step
         model = pipeline.detach() if pipeline else self.model
         model.eval()
         self.valid_reader.set_epoch(0)
@@ -159,6 +179,8 @@ class Trainer:
         model.train()
         if pipeline:
             pipeline.attach(model)
+        if not torch.isfinite(probabilities).all():  # the last update can break weights after a finite loss
+            raise TrainingDiverged(self._diverged("validation predictions are not finite"))
         metrics = compute_metrics(probabilities, labels)
         metrics.update(oracle_metrics(self.data_uri, "valid", row_ids, probabilities, labels))  # teacher data only
         p = self.progress
@@ -199,61 +221,70 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         train, p = self.cfg.train, self.progress
         pipeline = TrainPipelineSparseDist(self.model, self.optimizer, self.env.device) if train.pipeline else None
-        started, examples, last_validated = time.time(), 0, -1
+        started, examples = time.time(), 0
         window_start, window_examples = time.time(), 0
         while not self._done():
-            self.train_reader.load_state_dict({**self.train_reader.state_dict(), "epoch": p.epoch, "batches": p.batch})
+            # The reader knows how many steps the epoch has left (a prefetching pipeline does not say).
+            epoch_end = p.batch + self.train_reader.batches_left()
             batches = iter(self.train_reader)
-            epoch_complete = True
-            while True:
+            if self.row_log:
+                batches = self.row_log.track(batches)
+            while p.batch < epoch_end and not self._done():
                 self.learning_rates.apply(p.step, p.lr_scale)
-                try:
-                    loss = pipeline.progress(batches)[0] if pipeline else self._step_plain(batches)
-                except StopIteration:
-                    break
+                loss = pipeline.progress(batches)[0] if pipeline else self._step_plain(batches)
                 p.step += 1
                 p.batch += 1
+                if self.row_log:
+                    self.row_log.trained(p.step, p.epoch, p.batch)
                 _inject_fault(p.step, self.env)
                 examples += train.batch_size
                 window_examples += train.batch_size
+                self.unchecked_loss = loss
                 logging_step = p.step % train.log_every == 0 or p.step == 1
-                checkpoint_step = bool(train.checkpoint_every) and p.step % train.checkpoint_every == 0
-                # Every step on CPU; on GPUs only where a sync is due anyway (.item() waits for the device).
-                if self.env.device.type == "cpu" or logging_step or checkpoint_step:
-                    value = self._check_finite(loss)
+                if self.env.device.type == "cpu" or logging_step:  # on GPUs .item() waits: only where due anyway
+                    value = self._confirm_finite()
                 if logging_step:
                     self._log_step(value, window_examples / max(time.time() - window_start, 1e-9))
                     window_start, window_examples = time.time(), 0
-                if train.validate_every and p.step % train.validate_every == 0:
+                validation_step = bool(train.validate_every) and p.step % train.validate_every == 0
+                validation_step |= bool(train.max_steps) and p.step >= train.max_steps  # the last step
+                if p.batch == epoch_end:  # the epoch is complete: validate and save as of the next one
+                    p.epoch, p.batch = p.epoch + 1, 0
+                    self.train_reader.set_epoch(p.epoch)
+                    validation_step = True
+                if validation_step:
                     p.stopped_early = self._validate(pipeline)
-                    last_validated = p.step
-                if checkpoint_step:
+                if train.checkpoint_every and p.step % train.checkpoint_every == 0:
                     self._checkpoint()
-                if self._done():
-                    epoch_complete = False
-                    break
-            if epoch_complete:
+            if p.batch and p.batch == epoch_end:  # resumed where no step of this epoch is left
                 p.epoch, p.batch = p.epoch + 1, 0
-                if last_validated != p.step:
+                self.train_reader.set_epoch(p.epoch)
+                if p.last_validated != p.step:
                     p.stopped_early = self._validate(pipeline)
-                    last_validated = p.step
-        if last_validated != p.step:  # stopped by max_steps (or resumed at the end): validate the final model
+        if p.last_validated != p.step:  # stopped by max_steps (or resumed at the end): validate the final model
             self._validate(pipeline)
         seconds = time.time() - started
-        if self.checkpointer.latest() != p.step:
-            self._checkpoint()
+        self._checkpoint()  # the final state (nothing is written when this step is saved already)
         return self._finish(seconds, examples)
 
-    def _check_finite(self, loss: torch.Tensor) -> float:
+    def _confirm_finite(self) -> float | None:
+        """The last step's loss, after checking it is finite (None when it was checked already)."""
+        loss, self.unchecked_loss = self.unchecked_loss, None
+        if loss is None:
+            return None
         value = loss.item()
         if not math.isfinite(value):
-            latest = self.checkpointer.latest()
-            kept = f"the last good checkpoint is step {latest}" if latest is not None else "no checkpoint was written"
-            raise TrainingDiverged(
-                f"loss is {value} at step {self.progress.step}; stopped, {kept}. Lower train.learning_rate or set "
-                "train.grad_clip_norm, then rerun with --resume auto"
-            )
+            raise TrainingDiverged(self._diverged(f"loss is {value} at step {self.progress.step}"))
         return value
+
+    def _diverged(self, what: str) -> str:
+        step = self.saved_step
+        kept = f"the last good checkpoint is step {step}" if step is not None else "no checkpoint was written"
+        return (
+            f"{what}; stopped, {kept}. Lower train.learning_rate and train.embedding_learning_rate (fused "
+            "embedding updates happen inside backward: train.grad_clip_norm never sees their gradients, "
+            "train.embedding_grad_clip clamps them), then rerun with --resume auto"
+        )
 
     def _log_step(self, value: float, rate: float) -> None:
         p = self.progress
@@ -310,3 +341,11 @@ class Trainer:
         if self.tensorboard:
             self.tensorboard.close()
         return summary
+
+
+def _parameters_of(keys: list[str]) -> str:
+    """``optim.state.sparse.<param>.<table>.momentum1`` keys, as the parameters they belong to."""
+    import re
+
+    names = sorted({m.group(1) if (m := re.search(r"embedding_bags\.(\w+)\.weight", k)) else k for k in keys})
+    return ", ".join(names)

@@ -52,10 +52,18 @@ def _fused_settings(train: TrainConfig, optimizer: str, learning_rate: float, we
     return settings
 
 
-def _check_device(optimizer: str, device_type: str, where: str) -> None:
-    if device_type == "cpu" and optimizer not in CPU_EMBEDDING_OPTIMIZERS:
+def _check_device(optimizer: str, weight_decay: float, device_type: str, where: str) -> None:
+    """FBGEMM's CPU kernels have no Adam, and (in fbgemm-gpu 1.8) ignore weight decay: refuse both."""
+    if device_type != "cpu":
+        return
+    if optimizer not in CPU_EMBEDDING_OPTIMIZERS:
         raise ConfigError(
-            f"{where}={optimizer} needs a GPU: FBGEMM's CPU kernels offer {', '.join(CPU_EMBEDDING_OPTIMIZERS)}"
+            f"{where}: {optimizer} needs a GPU; FBGEMM's CPU kernels offer {', '.join(CPU_EMBEDDING_OPTIMIZERS)}"
+        )
+    if weight_decay > 0:
+        raise ConfigError(
+            f"{where}: embedding weight decay {weight_decay:g} would be ignored by FBGEMM's CPU kernels; "
+            "on CPU use train.embedding_l2 (a penalty in the loss) instead"
         )
 
 
@@ -63,9 +71,9 @@ def fused_params(train: TrainConfig, device_type: str) -> dict[str, Any]:
     """The sharder's ``fused_params``: the default optimizer of every sharded table.
 
     Raises:
-        ConfigError: for an optimizer FBGEMM has no kernel for on ``device_type``.
+        ConfigError: for settings FBGEMM cannot honour on ``device_type`` (on CPU: Adam, weight decay).
     """
-    _check_device(train.embedding_optimizer, device_type, "train.embedding_optimizer")
+    _check_device(train.embedding_optimizer, train.embedding_weight_decay, device_type, "train.embedding_optimizer")
     settings = _fused_settings(
         train, train.embedding_optimizer, train.embedding_learning_rate, train.embedding_weight_decay
     )
@@ -92,7 +100,7 @@ def assign_table_optimizers(ebc: EmbeddingBagCollection | None, train: TrainConf
         optimizer = group.optimizer or train.embedding_optimizer
         lr = train.embedding_learning_rate if group.learning_rate is None else group.learning_rate
         wd = train.embedding_weight_decay if group.weight_decay is None else group.weight_decay
-        _check_device(optimizer, device_type, f"train.embedding_groups[{index}].optimizer")
+        _check_device(optimizer, wd, device_type, f"train.embedding_groups[{index}]")
         settings = _fused_settings(train, optimizer, lr, wd)
         settings["lr"] = settings.pop("learning_rate")  # TorchRec renames it back when merging
         weight = ebc.embedding_bags[config.name].weight

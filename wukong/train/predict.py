@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from wukong.data.batch import Batch
 from wukong.data.reader import DatasetReader
+from wukong.train.distributed import collective_device
 
 
 class Predictions(NamedTuple):
@@ -45,12 +46,17 @@ def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
 
 
 def _gather(local: torch.Tensor) -> torch.Tensor:
-    """The concatenation, in rank order, of every rank's ``local`` (1-D, lengths may differ)."""
-    counts = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size())]
-    dist.all_gather(counts, torch.tensor([len(local)]))
+    """The concatenation, in rank order, of every rank's ``local`` (1-D, lengths may differ).
+
+    The collectives run on the device the process group serves (the GPU under NCCL, which refuses
+    CPU tensors); the result is on the CPU.
+    """
+    device = collective_device()
+    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, torch.tensor([len(local)], device=device))
     longest = max(int(c) for c in counts)
-    padded = local.new_zeros(longest)
-    padded[: len(local)] = local
-    gathered = [local.new_zeros(longest) for _ in counts]
+    padded = local.new_zeros(longest, device=device)
+    padded[: len(local)] = local.to(device)
+    gathered = [padded.new_zeros(longest) for _ in counts]
     dist.all_gather(gathered, padded)
-    return torch.cat([g[: int(c)] for g, c in zip(gathered, counts)])
+    return torch.cat([g[: int(c)] for g, c in zip(gathered, counts)]).cpu()

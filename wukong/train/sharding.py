@@ -85,12 +85,11 @@ def build_plan(
 ) -> ShardingPlan:
     if train.sharding == "planner":
         hbm = torch.cuda.get_device_properties(env.device).total_memory if env.device.type == "cuda" else None
-        local_world = int(torch.cuda.device_count()) if env.device.type == "cuda" else env.world_size
         topology = Topology(
             world_size=env.world_size,
             compute_device=env.device.type,
             hbm_cap=hbm,
-            local_world_size=min(local_world, env.world_size) or env.world_size,
+            local_world_size=env.local_world_size,
         )
         planner = EmbeddingShardingPlanner(topology=topology, batch_size=local_batch, debug=False)
         return planner.collective_plan(module, [sharder], torch.distributed.GroupMember.WORLD)
@@ -99,8 +98,9 @@ def build_plan(
         if train.sharding == "hybrid"
         else _uniform(ebc, train.sharding, env.world_size)
     )
+    # Rank r's shards go to device r mod local_size of its node (cuda:r does not exist past the first node).
     module_plan = construct_module_sharding_plan(
-        ebc, per_table, local_size=env.world_size, world_size=env.world_size, device_type=env.device.type
+        ebc, per_table, local_size=env.local_world_size, world_size=env.world_size, device_type=env.device.type
     )
     return ShardingPlan({EBC_PATH: module_plan})
 

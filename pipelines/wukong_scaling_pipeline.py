@@ -1,0 +1,104 @@
+"""``wukong_scaling_pipeline``: ingest once → train every sweep point in parallel → fit and plot the laws.
+
+    ingest ─▶ sweep-plan ─▶ ParallelFor(point) ─▶ sweep-point (train + evaluate; a PyTorchJob on a cluster)
+                                                   └─ Collected ─▶ sweep-report (HTML + Markdown in the UI)
+
+The points are those of ``wukong sweep`` (:class:`wukong.experiments.sweep.Sweep`): each model family
+upscaled to log-spaced MFLOP/example targets, every point one pass over the same training rows. The
+report step's HTML (figures with the fitted ``L∞ + A·C^−α`` per family) and Markdown (the laws and
+the points) show in the Kubeflow UI; its ``sweep`` artifact holds the records as JSONL.
+
+Compile with ``make pipeline`` (writes ``pipelines/wukong_scaling_pipeline.yaml``; a test fails when
+that file is stale); run on this machine with :func:`run_locally` (kfp.local); submit the YAML with
+``wukong pipeline submit --package pipelines/wukong_scaling_pipeline.yaml``.
+"""
+
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from components import ingest, sweep_plan, sweep_point, sweep_report
+from pipelines.wukong_pipeline import _on_cluster
+
+COMPILED = Path(__file__).with_name("wukong_scaling_pipeline.yaml")
+PARALLELISM = 4  # sweep points trained at once (KFP needs a constant here)
+
+
+@dsl.pipeline(
+    name="wukong-scaling",
+    description="Scaling-law sweep: every model family upscaled over a FLOP range on one data budget, "
+    "trained in parallel, with a power law fitted per family and plotted against compute.",
+)
+def wukong_scaling_pipeline(
+    source: str = "synthetic",
+    input_uri: str = "",
+    rows: int = 0,  # synthetic: rows to generate (0: 100,000); other sources: read only the first N (0: all)
+    seed: int = 0,
+    dataset_uri: str = "s3://wukong/datasets/scaling",
+    models: list = ["wukong", "dlrm", "dcnv2"],  # noqa: B006 (KFP pipeline parameters are declared by their defaults)
+    mflops: str = "0.03:10",
+    points: int = 5,
+    seeds: int = 2,
+    train_rows: int = 0,  # training rows every point sees once (0: the whole training split)
+    preset: str = "default",
+    overrides: list = [],  # noqa: B006
+    runs_root: str = "s3://wukong/sweeps",
+    launcher: str = "local",
+    nodes: int = 1,
+    nproc_per_node: int = 1,
+    gpus_per_node: int = 0,
+    split: str = "test",
+) -> str:
+    ingested = _on_cluster(ingest(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed))
+    ingested.set_display_name("ingest")
+    planned = _on_cluster(
+        sweep_plan(
+            dataset=ingested.outputs["dataset"],
+            models=models,
+            mflops=mflops,
+            points=points,
+            seeds=seeds,
+            train_rows=train_rows,
+            preset=preset,
+            overrides=overrides,
+        )
+    )
+    planned.set_display_name("sweep-plan")
+    with dsl.ParallelFor(items=planned.output, parallelism=PARALLELISM, name="sweep-points") as trial:
+        point = _on_cluster(
+            sweep_point(
+                dataset=ingested.outputs["dataset"],
+                trial=trial,
+                runs_root=runs_root,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                launcher=launcher,
+                nodes=nodes,
+                nproc_per_node=nproc_per_node,
+                gpus_per_node=gpus_per_node,
+            ),
+            launches=True,
+        )
+        point.set_display_name("sweep-point")
+    reported = _on_cluster(sweep_report(records=dsl.Collected(point.outputs["Output"]), split=split))
+    reported.set_display_name("sweep-report")
+    return reported.outputs["Output"]
+
+
+def compile_pipeline(path: Path = COMPILED) -> Path:
+    compiler.Compiler().compile(wukong_scaling_pipeline, str(path))
+    return path
+
+
+def run_locally(workdir: Path, **arguments) -> str:
+    """Run the pipeline on this machine with kfp.local (dataset and runs under ``workdir``); returns the
+    fitted laws as JSON. ``arguments`` are the pipeline's parameters."""
+    from wukong.pipeline.local import start_local
+
+    workdir = workdir.absolute()
+    start_local(workdir / "kfp")
+    arguments = {"dataset_uri": str(workdir / "dataset"), "runs_root": str(workdir / "runs"), **arguments}
+    return wukong_scaling_pipeline(**arguments).output
+
+
+if __name__ == "__main__":
+    print(compile_pipeline())

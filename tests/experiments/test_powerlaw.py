@@ -1,0 +1,90 @@
+"""The power-law fit recovers known laws, says when there is none, and the report draws and tabulates it."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from wukong.experiments.powerlaw import fit_power_law
+from wukong.experiments.report import build_report
+
+TRUE = {"floor": 0.45, "scale": 0.02, "exponent": 0.3}
+
+
+def law(c: np.ndarray) -> np.ndarray:
+    return TRUE["floor"] + TRUE["scale"] * c ** -TRUE["exponent"]
+
+
+def test_recovers_known_parameters_from_noisy_seeds() -> None:
+    rng = np.random.default_rng(0)
+    c = np.repeat(np.geomspace(0.03, 10, 7), 2)  # two seeds per compute value
+    fit = fit_power_law(c, law(c) + rng.normal(0, 2e-4, len(c)))
+    assert fit.decreasing and fit.points == 14
+    for name, truth in TRUE.items():
+        value, std = getattr(fit, name), getattr(fit, f"{name}_std")
+        assert 0 < std < 0.1 * abs(truth)
+        assert abs(value - truth) < 4 * std, (name, value, std)
+    # The paper's axis: relative gain per 4x compute, here at C = 10.
+    expected = (law(np.array(10.0)) - law(np.array(40.0))) / law(np.array(10.0))
+    assert fit.gain(10.0) == pytest.approx(expected, rel=0.05)
+
+
+def test_exact_points_give_exact_parameters_at_any_compute_scale() -> None:
+    c = np.geomspace(1e12, 1e15, 6)  # total training FLOPs: far from 1
+    y = 0.3 + 50.0 * c**-0.2
+    fit = fit_power_law(c, y)
+    assert (fit.floor, fit.scale, fit.exponent) == pytest.approx((0.3, 50.0, 0.2), rel=1e-4)
+
+
+def test_no_decrease_is_reported_not_forced() -> None:
+    c = np.geomspace(0.1, 10, 5)
+    fit = fit_power_law(c, 0.5 + 0.01 * np.log(c))  # gets worse with compute
+    assert not fit.decreasing and "no decrease" in fit.formula()
+
+
+def test_too_few_compute_values() -> None:
+    with pytest.raises(ValueError, match="at least 3 distinct"):
+        fit_power_law([1.0, 1.0, 2.0], [0.5, 0.5, 0.4])
+
+
+def record(family: str, point: int, mflops: float, seed: int, loss: float) -> dict:
+    metrics = {"auc": 0.7, "logloss": loss, "excess_logloss": loss - 0.4}
+    return {
+        "id": f"{family}-{point:02d}-s{seed}",
+        "status": "ok",
+        "model": family,
+        "family": family,
+        "point": point,
+        "seed": seed,
+        "mflops_per_example": mflops,
+        "training_flops": 3 * mflops * 1e6 * 10_000,
+        "parameters": {"dense": 1000 * (point + 1), "sparse": 5000, "total": 6000},
+        "valid": metrics,
+        "test": metrics,
+        "wall_seconds": 1.0,
+    }
+
+
+def test_report_fits_every_family_and_lists_failures() -> None:
+    rng = np.random.default_rng(1)
+    targets = np.geomspace(0.05, 5, 5)
+    records = [
+        record(family, i, float(c), seed, float(floor + 0.03 * c**-0.25 + rng.normal(0, 1e-4)))
+        for family, floor in (("wukong", 0.42), ("dlrm", 0.44))
+        for i, c in enumerate(targets)
+        for seed in (0, 1)
+    ]
+    records.append({"id": "dcnv2-00-s0", "status": "failed", "model": "dcnv2", "error": "log\nValueError: boom"})
+    report = build_report(records)
+    assert set(report.figures) == {"scaling-logloss.png", "scaling-excess.png", "scaling-compute.png"}
+    assert all(png.startswith(b"\x89PNG") for png in report.figures.values())
+    fits = {(law.family, law.view): law.fit for law in report.laws}
+    assert fits[("wukong", "logloss")].floor == pytest.approx(0.42, abs=0.003)
+    assert fits[("dlrm", "excess")].floor == pytest.approx(0.04, abs=0.003)
+    assert math.isclose(fits[("wukong", "compute")].exponent, fits[("wukong", "logloss")].exponent, rel_tol=1e-3)
+    assert "dcnv2-00-s0: ValueError: boom" in report.markdown
+    assert report.html.count("data:image/png;base64,") == 3 and "<script" not in report.html
+    assert re.search(r"\| wukong +\| LogLoss +\| MFLOP/example +\| 0\.42\d\d ± ", report.markdown)

@@ -1,0 +1,106 @@
+"""``wukong sweep`` end to end on a tiny teacher dataset: killed mid-way, resumed, reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wukong.cli import main
+from wukong.experiments.sweep import parse_targets
+
+from .conftest import QUICK
+
+SETS = [item for override in QUICK for item in ("--set", override)]
+
+
+def sweep_args(data: str, output: Path, seeds: int = 1) -> list[str]:
+    points = ["--models", "wukong", "--mflops", "0.05:0.2", "--points", "3", "--seeds", str(seeds)]
+    return ["sweep", "--data", data, *points, "--config", "tiny", *SETS, "--output", str(output)]
+
+
+def journal_lines(output: Path) -> list[dict]:
+    path = output / "sweep.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def workers_of(output: Path) -> list[int]:
+    """Live processes whose command line names a trial of this sweep."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(output).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_targets_are_log_spaced_or_listed() -> None:
+    assert parse_targets("0.1:10", 3) == pytest.approx([0.1, 1.0, 10.0])
+    assert parse_targets("1,0.3", 9) == [0.3, 1.0]
+    with pytest.raises(ValueError, match="LOW:HIGH"):
+        parse_targets("10:0.1", 3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned workers")
+def test_sweep_resumes_after_a_kill_and_reports(teacher_data: str, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "sweep"
+    process = subprocess.Popen([sys.executable, "-m", "wukong", *sweep_args(teacher_data, output)])
+    ids = {"wukong-00-s0", "wukong-01-s0", "wukong-02-s0"}
+
+    def started_after_one_finished() -> bool:
+        finished = {r["id"] for r in journal_lines(output)}
+        return bool(finished) and any((output / "trials" / i / "log.txt").is_file() for i in ids - finished)
+
+    deadline = time.monotonic() + 500
+    while not started_after_one_finished() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)  # the runner dies without any chance to clean up
+    process.wait()
+    first = journal_lines(output)
+    assert 1 <= len(first) < 3, "the kill came too late to test resuming"
+    unfinished = ids - {r["id"] for r in first}
+    assert any((output / "trials" / i).is_dir() for i in unfinished)  # a partial trial was left behind
+    for _ in range(100):  # its worker dies with the runner (PR_SET_PDEATHSIG), leaving no orphan behind
+        if not workers_of(output):
+            break
+        time.sleep(0.1)
+    assert not workers_of(output)
+
+    assert main(sweep_args(teacher_data, output)) == 0
+    assert f"{len(first)} of 3 trials already finished" in capsys.readouterr().out
+    records = journal_lines(output)
+    assert len(records) == 3 and records[: len(first)] == first  # finished trials were not run again
+    assert [r["status"] for r in records] == ["ok"] * 3
+    by_point = sorted(records, key=lambda r: r["point"])
+    mflops = [r["mflops_per_example"] for r in by_point]
+    assert mflops == sorted(mflops) and mflops[-1] > 2 * mflops[0]
+    for record in records:
+        assert record["mflops_per_example"] == pytest.approx(record["target_mflops"], rel=0.05)
+        assert record["examples_seen"] == 2304 == record["steps"] * 128  # one pass over the same rows
+        assert record["training_flops"] == pytest.approx(3 * record["mflops_per_example"] * 1e6 * 2304)
+        for split in ("valid", "test"):
+            metrics = record[split]
+            assert 0 < metrics["logloss"] < 1.5 and metrics["excess_logloss"] == pytest.approx(
+                metrics["logloss"] - metrics["oracle_logloss"]
+            )
+        assert not (output / "trials" / record["id"] / "checkpoints").exists()
+    for name in ("report.md", "report.html", "scaling-logloss.png", "scaling-excess.png", "scaling-compute.png"):
+        assert (output / name).stat().st_size > 0
+    assert "| wukong" in (output / "report.md").read_text()
+
+    # Another command on the same folder is refused, with one line, before anything runs.
+    assert main(sweep_args(teacher_data, output, seeds=2)) == 2
+    assert "holds an experiment with other seeds" in capsys.readouterr().err
+    # The report regenerates from the records alone.
+    (output / "report.md").unlink()
+    assert main(["sweep", "report", str(output)]) == 0 and (output / "report.md").is_file()
