@@ -32,6 +32,7 @@ def test_models_honours_set(capsys: pytest.CaptureFixture[str]) -> None:
     assert float(four_layers[-1]) > float(two_layers[-1])
 
 
+@pytest.mark.slow
 def test_bad_override_is_one_line_and_exit_2() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "wukong", "models", "--set", "model.num_layer=4"], capture_output=True, text=True

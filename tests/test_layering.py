@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "wukong"
 ORCHESTRATION = ("kfp", "kubernetes", "kubeflow", "torchx", "model_registry")
 
 
+@pytest.mark.slow
 def test_importing_the_model_does_not_import_torchrec() -> None:
     code = (
         "import sys, torch; import wukong.model as m; "

@@ -296,8 +296,8 @@ class TrainConfig:
     ``learning_rate`` and clipped with the dense ones, but not weight-decayed.
 
     Learning rate at step s: ``lr = base · f(s) · p``, with ``f`` the warm-up then ``lr_schedule``
-    factor and ``p = plateau_factor^r`` after r plateaus (``plateau_patience`` validations in a row
-    without a better AUC). ``f`` scales the dense rates (and the embedding ones with
+    factor and ``p = max(plateau_factor^r, plateau_min_factor)`` after r plateaus (``plateau_patience``
+    validations in a row without a better AUC). ``f`` scales the dense rates (and the embedding ones with
     ``schedule_embeddings``); ``p`` scales every rate. The exported model is always the best
     validation step's, so a plateau schedule ends restored to its best weights.
     """
@@ -321,6 +321,7 @@ class TrainConfig:
     schedule_embeddings: bool = False  # apply warm-up and lr_schedule to the embedding rates too
     plateau_factor: float = 1.0  # multiply every rate by this at each plateau (1: off; FuxiCTR's 0.1)
     plateau_patience: int = 1  # validations in a row without a better AUC that make a plateau
+    plateau_min_factor: float = 0.0  # the plateau factor's floor (FuxiCTR: min_lr 1e-6 at lr 1e-3, i.e. 1e-3)
     grad_clip_norm: float = 0.0  # clip the global norm of dense and replicated-table gradients (0: off)
     embedding_grad_clip: float = 0.0  # clamp each fused-table gradient entry to ±this (0: off)
     validate_every: int = 0  # steps between validations (0: at each epoch end only)
@@ -354,6 +355,8 @@ class TrainConfig:
         if not 0 < self.plateau_factor <= 1:
             raise ValueError(f"train.plateau_factor must be in (0, 1] (1: off), got {self.plateau_factor}")
         _positive("train", plateau_patience=self.plateau_patience)
+        if not 0 <= self.plateau_min_factor <= 1:
+            raise ValueError(f"train.plateau_min_factor must be in [0, 1], got {self.plateau_min_factor}")
         _choice("train", "embedding_optimizer", self.embedding_optimizer, EMBEDDING_OPTIMIZERS)
         _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
         _embedding_weight_decay("train.embedding_weight_decay", self.embedding_optimizer, self.embedding_weight_decay)

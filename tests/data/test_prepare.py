@@ -31,6 +31,7 @@ def keys(uri: str) -> list[str]:
     return [o.key for o in open_storage(uri).list()]
 
 
+@pytest.mark.slow
 def test_synthetic_to_s3_and_back(bucket: str) -> None:
     uri = f"s3://{bucket}/synthetic"
     manifest = prepare(SyntheticSource(rows=30_000, seed=1), uri, PrepareOptions(shard_rows=7_000, block_rows=2_000))
@@ -183,6 +184,7 @@ def test_failed_overwrite_keeps_the_old_dataset(tmp_path: Path, monkeypatch: pyt
     assert set(keys(out)) == first.keys()
 
 
+@pytest.mark.slow
 def test_interrupted_run_leaves_no_dataset_and_the_next_run_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     command = [

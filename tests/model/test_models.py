@@ -47,6 +47,7 @@ def test_sparse_only_schema(name: str, tiny: Config) -> None:
     assert model(batch.dense, batch.sparse).shape == (4,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_a_few_steps_lower_the_loss(name: str, tiny: Config, tiny_schema: FeatureSchema) -> None:
     generator = torch.Generator().manual_seed(2)

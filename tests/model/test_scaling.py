@@ -107,6 +107,7 @@ def test_throughput_arithmetic() -> None:
     assert "50%" in format_table([result])
 
 
+@pytest.mark.slow
 def test_model_throughput_runs_a_real_step(tiny: Config, tiny_schema: FeatureSchema) -> None:
     result = model_throughput("dcnv2", tiny_schema, tiny.model, batch_size=16, seconds=0.0, peak_gflops=1.0)
     assert result.examples_per_s > 0

@@ -40,6 +40,7 @@ def fake_output(kind, tmp_path: Path, name: str):
     return kind(name=name, uri=str(path), metadata={})
 
 
+@pytest.mark.slow
 def test_component_functions_chain(tmp_path: Path) -> None:
     dataset = fake_output(Dataset, tmp_path, "dataset")
     rows = ingest.python_func(
@@ -169,6 +170,7 @@ def test_summary_reports_the_registry_outcome(registered, by_this_run, productio
     assert f"  registry    {expected}" in format_summary(summary)
 
 
+@pytest.mark.slow
 def test_gate_reevaluates_production_on_the_candidates_split(tmp_path: Path) -> None:
     """Production's stored AUC came from other data; the gate must compare on the same split."""
     import shutil

@@ -48,6 +48,7 @@ def test_register_list_promote(registry_uri: str, tmp_path: Path) -> None:
         registry.get("ctr", 9)
 
 
+@pytest.mark.slow
 def test_concurrent_registrations_never_share_a_number(registry_uri: str, tmp_path: Path) -> None:
     outputs = [training_output(tmp_path / f"m{i}", i) for i in range(10)]
     script = (

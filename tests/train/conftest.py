@@ -42,10 +42,21 @@ class Run:
         return [r for r in self.history() if "valid" in r]
 
 
+_running = {"slow": False}  # whether the test being set up or run is marked slow
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Runs before any fixture of the test, module-scoped ones included (they may train too)."""
+    _running["slow"] = item.get_closest_marker("slow") is not None
+
+
 def wukong_train(data: str, folder: Path | str, *args: str, env: dict | None = None, timeout: int = 300) -> Run:
     """``wukong train`` in a subprocess (the real CLI, torchrun included when --nproc is given).
 
-    ``folder`` is the output: a local path (``Run`` helpers read it) or any URI."""
+    ``folder`` is the output: a local path (``Run`` helpers read it) or any URI. Only a test marked
+    ``slow`` may train (``make test-fast`` must stay fast): anything else fails here."""
+    if not _running["slow"]:
+        pytest.fail("this test trains a model: mark it @pytest.mark.slow", pytrace=False)
     command = [sys.executable, "-m", "wukong", "train", "--data", data, "--output", str(folder), *FAST, *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     return Run(result.returncode, result.stdout + result.stderr, Path(folder) if isinstance(folder, Path) else folder)

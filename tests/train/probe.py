@@ -90,7 +90,7 @@ def guards(args: dict[str, Any]) -> dict[str, Any]:
             seen[name] = str(error)
     seen["checkpoints"] = t.checkpointer.latest()
     with torch.no_grad():  # a finite loss, then an update that broke the weights
-        next(p for p in t.model.parameters() if p.dim() == 2 and p.dtype == torch.float32).fill_(float("nan"))
+        next(p for name, p in t.model.named_parameters() if "dense_arch" in name).fill_(float("nan"))
     try:
         t._validate(None)
         seen["nan_weights"] = "went ahead"

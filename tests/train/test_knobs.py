@@ -150,10 +150,14 @@ def test_replicated_tables_join_the_dense_optimizer_and_its_clipping(env: DistEn
     assert not any("t_big" in name or "t_mid" in name for name in dense_names)  # fused: updated in backward
 
 
-def test_cpu_refuses_what_fbgemm_cannot_do_there() -> None:
+def test_cpu_refuses_what_fbgemm_cannot_do_there(tiny: Config) -> None:
     with pytest.raises(ConfigError, match="adam needs a GPU"):
         fused_params(TrainConfig(embedding_optimizer="adam"), "cpu")
-    with pytest.raises(ConfigError, match="ignored by FBGEMM's CPU kernels; on CPU use train.embedding_l2"):
+    ebc = build_model("dlrm", SCHEMA, tiny.model, device="meta").embedding.ebc
+    groups = [EmbeddingGroupConfig(features=["nothing"]), EmbeddingGroupConfig(max_rows=400, optimizer="adam")]
+    with pytest.raises(ConfigError, match=re.escape("train.embedding_groups[1]: adam needs a GPU")):
+        assign_table_optimizers(ebc, TrainConfig(embedding_groups=groups), "cpu")
+    with pytest.raises(ConfigError, match=re.escape("ignored by FBGEMM's CPU kernels; on CPU use train.embedding_l2")):
         fused_params(TrainConfig(embedding_weight_decay=1e-4), "cpu")
     fused_params(TrainConfig(embedding_optimizer="adam", embedding_weight_decay=1e-4), "cuda")
 
@@ -161,14 +165,20 @@ def test_cpu_refuses_what_fbgemm_cannot_do_there() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FBGEMM's CPU kernels ignore weight decay (refused there)")
 @pytest.mark.parametrize("mode", ["l2", "decoupled"])
 def test_embedding_weight_decay_shrinks_looked_up_rows_only(env: DistEnv, tiny: Config, mode: str) -> None:
-    train = TrainConfig(**FUSED_ONLY, embedding_weight_decay=0.5, embedding_weight_decay_mode=mode)
+    lr, wd = 0.01, 0.5
+    train = TrainConfig(
+        **FUSED_ONLY, embedding_learning_rate=lr, embedding_weight_decay=wd, embedding_weight_decay_mode=mode
+    )
     sharded = shard(env, train, tiny, SCHEMA_FUSED)
     before = sharded.tables()
     sharded.step_on_pooled(ids(big=[1], mid=[2]), scale=0.0)  # a zero gradient: only the decay acts
     after = sharded.tables()
-    assert after["t_big"][1].norm() < before["t_big"][1].norm()
-    if mode == "decoupled":  # w <- (1 - lr·wd) w
-        torch.testing.assert_close(after["t_big"][1], before["t_big"][1] * (1 - 0.05 * 0.5))
+    w = before["t_big"][1]
+    # decoupled: w <- (1 - lr·wd) w; l2: g = wd·w, normalised row-wise by Adagrad: w <- w - lr·wd·w / rms(wd·w)
+    shrink = lr * wd if mode == "decoupled" else lr * wd / (wd * w).pow(2).mean().sqrt()
+    expected = w * (1 - shrink)
+    torch.testing.assert_close(after["t_big"][1], expected, rtol=1e-4, atol=1e-7)
+    assert after["t_big"][1].norm() < w.norm()
     torch.testing.assert_close(after["t_big"][5], before["t_big"][5])  # not looked up: untouched
 
 
@@ -181,6 +191,8 @@ def test_plateau_multiplies_after_patience_validations_without_gain() -> None:
         scales.append(scale)
     assert scales == pytest.approx([1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
     assert plateau_scale(1.0, 5, TrainConfig()) == 1.0  # plateau_factor 1: off
+    floored = TrainConfig(plateau_factor=0.1, plateau_min_factor=0.05)
+    assert plateau_scale(plateau_scale(1.0, 1, floored), 2, floored) == pytest.approx(0.05)
 
 
 def test_learning_rates_scale_dense_and_fused_rates(env: DistEnv, tiny: Config) -> None:
@@ -242,6 +254,7 @@ def test_embedding_l2_adds_the_penalty_and_reports_the_log_loss(tiny: Config, ti
         ("train.embedding_weight_decay_mode=l1", "train.embedding_weight_decay_mode must be one of l2, decoupled"),
         ("train.plateau_factor=2", "train.plateau_factor must be in (0, 1]"),
         ("train.plateau_patience=0", "train.plateau_patience must be > 0"),
+        ("train.plateau_min_factor=2", "train.plateau_min_factor must be in [0, 1]"),
         ("train.weight_decay=-1", "train.weight_decay must be >= 0"),
         ("train.embedding_grad_clip=-1", "train.embedding_grad_clip must be >= 0"),
         ("train.embedding_groups=[{optimizer: sgd, weight_decay: 0.1}]", "FBGEMM's sgd has no weight decay"),

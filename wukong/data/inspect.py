@@ -32,6 +32,7 @@ def summarize(manifest: Manifest, uri: str) -> str:
         "",
     ]
     label_mean = manifest.statistics.get("label_mean", {})
+    oracle = manifest.statistics.get("oracle", {})  # sources that know each row's true probability
     rows = [
         [
             name,
@@ -39,11 +40,13 @@ def summarize(manifest: Manifest, uri: str) -> str:
             len(manifest.splits.get(name, [])),
             _size(manifest.bytes(name)),
             f"{label_mean[name]:.4f}" if label_mean.get(name) is not None else "-",
+            *([f"{oracle[name]['logloss']:.4f}" if name in oracle else "-"] if oracle else []),
         ]
         for name in SPLITS
         if name in manifest.splits
     ]
-    lines.append(tabulate(rows, headers=["split", "rows", "shards", "bytes", "label mean"], disable_numparse=True))
+    headers = ["split", "rows", "shards", "bytes", "label mean", *(["oracle logloss"] if oracle else [])]
+    lines.append(tabulate(rows, headers=headers, disable_numparse=True))
     lines.append("")
     features = [["label", "label", "", ""]]
     dense_stats = manifest.statistics.get("dense", {})

@@ -74,7 +74,9 @@ class OracleWriter:
             path = self.workdir / f"oracle-{split}-{self.run_id}.parquet"
             self.splits[split] = _SplitFile(path, pq.ParquetWriter(path, _SCHEMA))
         part = self.splits[split]
-        table = pa.table({"row_id": pa.array(row_ids, pa.int64()), "probability": pa.array(probabilities, pa.float64())})
+        table = pa.table(
+            {"row_id": pa.array(row_ids, pa.int64()), "probability": pa.array(probabilities, pa.float64())}
+        )
         part.writer.write_table(table)
         part.rows += len(row_ids)
         part.logloss += float(logloss_terms(probabilities, labels).sum())

@@ -162,13 +162,14 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> 
 
 
 def plateau_scale(scale: float, checks_without_gain: int, train: TrainConfig) -> float:
-    r"""The plateau factor after a validation: ``scale · plateau_factor`` when the validations in a
-    row without a better AUC reach a multiple of ``plateau_patience``, else ``scale``.
+    r"""The plateau factor after a validation: ``max(scale · plateau_factor, plateau_min_factor)`` when
+    the validations in a row without a better AUC reach a multiple of ``plateau_patience``, else ``scale``.
 
     With ``plateau_factor=0.1, plateau_patience=1`` every validation that does not improve the best
-    AUC divides every learning rate by 10 (FuxiCTR's ``reduce_lr_on_plateau``)."""
+    AUC divides every learning rate by 10 (FuxiCTR's ``reduce_lr_on_plateau``, which also keeps
+    the rate at or above ``min_lr``: ``plateau_min_factor``)."""
     if train.plateau_factor < 1 and checks_without_gain > 0 and checks_without_gain % train.plateau_patience == 0:
-        return scale * train.plateau_factor
+        return max(scale * train.plateau_factor, train.plateau_min_factor)
     return scale
 
 

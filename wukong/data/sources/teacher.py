@@ -116,7 +116,7 @@ class TeacherConfig:
 
     def cardinalities(self) -> list[int]:
         low = max(2, self.max_cardinality // 10)
-        return [int(round(c)) for c in np.geomspace(low, self.max_cardinality, self.num_sparse)]
+        return [round(float(c)) for c in np.geomspace(low, self.max_cardinality, self.num_sparse)]
 
 
 @dataclass
@@ -140,7 +140,8 @@ class _Field:
 
 
 def _factor(projection: np.ndarray, bias: np.ndarray, latent: np.ndarray) -> np.ndarray:
-    """``tanh(γ aᵀe / √dim + β)``: ``(units, rows)`` float32 for projections ``(units, dim)`` and latents ``(rows, dim)``."""
+    """``tanh(γ aᵀe / √dim + β)``, ``(units, rows)`` float32, for projections ``(units, dim)`` and latents
+    ``(rows, dim)``."""
     pre = FACTOR_GAIN * (projection @ latent.T) / np.sqrt(latent.shape[1]) + bias[:, None]
     return np.tanh(pre.astype(np.float32))
 
@@ -177,7 +178,9 @@ class Teacher:
             units = uses[f + has_dense]
             weights = np.arange(1, cardinality + 1, dtype=np.float64) ** -c.zipf_exponent
             latent = rng.normal(0.0, 1.0, (cardinality, c.latent_dim))
-            factors = _factor(rng.normal(0.0, 1.0, (len(units), c.latent_dim)), rng.normal(0.0, 0.5, len(units)), latent)
+            factors = _factor(
+                rng.normal(0.0, 1.0, (len(units), c.latent_dim)), rng.normal(0.0, 0.5, len(units)), latent
+            )
             field = _Field(np.cumsum(weights / weights.sum()), rng.permutation(cardinality), units, factors)
             mean, std = _standardise(factors.astype(np.float64), field.popularity())
             field.factors = ((factors - mean[:, None]) / std[:, None]).astype(np.float32)
