@@ -48,6 +48,7 @@ bench: setup
 
 pipeline: setup
 	$(BIN)/wukong pipeline compile
+	$(BIN)/python -m pipelines.wukong_scaling_pipeline
 
 manifests: setup
 	$(BIN)/python -m wukong.launch.examples
@@ -63,7 +64,7 @@ images:
 	fi
 
 results: setup
-	$(BIN)/python benchmarks/results_movielens.py
+	$(BIN)/python benchmarks/results.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -38,7 +38,8 @@ def wukong_scaling_pipeline(
     models: list = ["wukong", "dlrm", "dcnv2"],  # noqa: B006 (KFP pipeline parameters are declared by their defaults)
     mflops: str = "0.03:10",
     points: int = 5,
-    seeds: int = 2,
+    seeds: int = 1,
+    end_seeds: int = 2,  # seeds at each family's smallest and largest point
     train_rows: int = 0,  # training rows every point sees once (0: the whole training split)
     preset: str = "default",
     overrides: list = [],  # noqa: B006
@@ -58,6 +59,7 @@ def wukong_scaling_pipeline(
             mflops=mflops,
             points=points,
             seeds=seeds,
+            end_seeds=end_seeds,
             train_rows=train_rows,
             preset=preset,
             overrides=overrides,

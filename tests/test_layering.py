@@ -25,7 +25,7 @@ def test_importing_the_model_does_not_import_torchrec() -> None:
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("subpackage", ["model", "data"])
+@pytest.mark.parametrize("subpackage", ["model", "data", "experiments"])
 def test_model_and_data_never_import_orchestration(subpackage: str) -> None:
     offenders = []
     for path in (PACKAGE / subpackage).rglob("*.py"):

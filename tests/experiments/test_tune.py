@@ -95,3 +95,11 @@ def test_tune_records_trials_writes_a_loadable_best_preset_and_resumes(teacher_d
     assert extended[:2] == lines and len(extended) == 3 and json.loads(extended[2])["trial"] == 2
     # A different search in the same folder is refused.
     assert main([*args, "--trials", "3", "--sampler", "random"]) == 2
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs" / "spaces").glob("*.yaml")))
+@pytest.mark.parametrize("model", ["wukong", "dlrm", "dcnv2", "finalmlp"])
+def test_shipped_search_spaces_are_valid_for_every_model(path: Path, model: str) -> None:
+    space = SearchSpace.load(path, model)
+    space.check("movielens", [f"model.name={model}"])
+    assert space.parameters

@@ -143,9 +143,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     prepare.add_argument(
         "--split-by",
-        choices=("ratio", "time"),
+        choices=("ratio", "time", "column"),
         default="ratio",
-        help="random by seeded row hash, or oldest rows train / newest test (%(default)s)",
+        help="random by seeded row hash, oldest rows train / newest test, or as the parquet spec's `split` column "
+        "says (a split fixed upstream) (%(default)s)",
     )
     prepare.add_argument(
         "--categorical",

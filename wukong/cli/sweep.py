@@ -27,6 +27,7 @@ def _sweep(args: argparse.Namespace) -> int:
         targets=parse_targets(args.mflops, args.points),
         output=Path(args.output),
         seeds=args.seeds,
+        end_seeds=args.end_seeds,
         rows=args.rows,
         preset=args.config,
         overrides=args.overrides,
@@ -52,6 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--mflops", default="0.03:10", help="LOW:HIGH (with --points) or A,B,C (%(default)s)")
     sweep.add_argument("--points", type=int, default=5, help="targets between LOW and HIGH, log-spaced (%(default)s)")
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per point (%(default)s)")
+    sweep.add_argument("--end-seeds", type=int, default=0, help="seeds at each family's ends (0: --seeds)")
     sweep.add_argument("--rows", type=int, default=0, help="training rows every point sees once (0: all)")
     sweep.add_argument("--output", help="folder for sweep.jsonl, trials/ and the report")
     sweep.add_argument("--split", default="test", help="split the report fits (%(default)s)")

@@ -38,6 +38,7 @@ from wukong.data.manifest import MANIFEST, SPLITS, Manifest, read_manifest
 from wukong.data.oracle import OracleWriter
 from wukong.data.preprocess import (
     SPLIT_CODES,
+    ColumnSplit,
     DenseStats,
     FrequencyVocabulary,
     HashEncoder,
@@ -73,8 +74,8 @@ class PrepareOptions:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        if self.split_by not in ("ratio", "time"):
-            raise DataError(f"--split-by must be ratio or time, got {self.split_by!r}")
+        if self.split_by not in ("ratio", "time", "column"):
+            raise DataError(f"--split-by must be ratio, time or column, got {self.split_by!r}")
         if self.categorical not in ("frequency", "hash"):
             raise DataError(f"--categorical must be frequency or hash, got {self.categorical!r}")
         if self.shard_rows < 1 or self.block_rows < 1 or self.min_count < 1 or self.hash_size < 2:
@@ -120,16 +121,25 @@ def _time_split(source: Source, options: PrepareOptions) -> TimeSplit:
     return TimeSplit(float(valid_start), float(test_start))
 
 
+def _splitter(source: Source, options: PrepareOptions) -> RatioSplit | TimeSplit | ColumnSplit:
+    if options.split_by == "column":
+        if source.spec.split is None:
+            raise DataError(f"--split-by column: the {source.name} source names no split column (spec key `split`)")
+        return ColumnSplit(source.spec.split)
+    if source.spec.split is not None:
+        raise DataError(
+            f"the feature spec names split column {source.spec.split!r}: pass --split-by column to use that split, "
+            "or remove `split` from the spec"
+        )
+    return _time_split(source, options) if options.split_by == "time" else RatioSplit(*options.split, seed=options.seed)
+
+
 class _Encoder:
     """The fitted transformation of raw chunks into row blocks, one categorical encoder per feature."""
 
     def __init__(self, source: Source, options: PrepareOptions) -> None:
         self.spec = source.spec
-        self.splitter = (
-            _time_split(source, options)
-            if options.split_by == "time"
-            else RatioSplit(*options.split, seed=options.seed)
-        )
+        self.splitter = _splitter(source, options)
         make = (
             (lambda: FrequencyVocabulary(options.min_count, options.max_vocab))
             if options.categorical == "frequency"
@@ -141,6 +151,11 @@ class _Encoder:
         self.rows = Counter()
 
     def splits_of(self, table: pa.Table, row_ids: np.ndarray) -> np.ndarray:
+        if isinstance(self.splitter, ColumnSplit):
+            try:
+                return self.splitter.assign(row_ids, table.column(self.splitter.column))
+            except ValueError as error:
+                raise DataError(f"--split-by column: {error}") from None
         times = None
         if isinstance(self.splitter, TimeSplit):
             times = pc.fill_null(table.column(self.spec.time), 0).to_numpy().astype(np.float64)

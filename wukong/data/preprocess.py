@@ -70,6 +70,28 @@ class TimeSplit:
         return {"by": "time", "valid_start": self.valid_start, "test_start": self.test_start}
 
 
+@dataclass(frozen=True)
+class ColumnSplit:
+    """A split fixed upstream: each row goes to the split its ``column`` names (``train``, ``valid``, ``test``)."""
+
+    column: str
+
+    def assign(self, row_ids: np.ndarray, values: pa.Array | pa.ChunkedArray | None = None) -> np.ndarray:
+        if values is None:
+            raise ValueError("a column split needs the split column")
+        names = pc.cast(values, pa.string())
+        codes = np.full(len(names), -1, dtype=np.int8)
+        for name, code in SPLIT_CODES.items():
+            codes[pc.fill_null(pc.equal(names, name), False).to_numpy(zero_copy_only=False)] = code
+        if (codes < 0).any():
+            bad = names.take([int(np.flatnonzero(codes < 0)[0])])[0].as_py()
+            raise ValueError(f"split column {self.column!r} holds {bad!r}; every row must say train, valid or test")
+        return codes
+
+    def describe(self) -> dict:
+        return {"by": "column", "column": self.column}
+
+
 class Reservoir:
     """A uniform random sample of at most ``size`` values of a stream (Algorithm R, vectorised per chunk).
 

@@ -12,7 +12,8 @@ plots them.
 
 Targets: ``"0.03:10"`` with ``points=K`` is K targets spaced evenly in log between the ends;
 ``"0.1,0.3,1"`` lists them. A target a family cannot reach (below the cost of its fixed parts) is
-skipped with a warning.
+skipped with a warning. Seeds: ``seeds`` per point, and ``end_seeds`` (when given) at each family's
+smallest and largest point, where the ends of a law are pinned down.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Sweep:
     targets: list[float]
     output: Path = Path("sweep")  # where run() records (plan() needs no folder)
     seeds: int = 1
+    end_seeds: int = 0  # seeds at each family's smallest and largest point (0: as many as the others)
     rows: int = 0  # training rows seen by every point (0: the whole training split)
     preset: str = "default"
     overrides: list[str] = field(default_factory=list)
@@ -100,6 +102,7 @@ class Sweep:
             "models": list(self.models),
             "targets_mflops": list(self.targets),
             "seeds": self.seeds,
+            "end_seeds": self.end_seeds,
             "rows": self.rows,
             "preset": self.preset,
             "overrides": list(self.overrides),
@@ -120,25 +123,26 @@ class Sweep:
         from wukong.data.manifest import read_manifest
         from wukong.io import open_storage
 
-        if self.seeds < 1:
-            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.seeds < 1 or self.end_seeds < 0:
+            raise ConfigError(f"--seeds must be >= 1 and --end-seeds >= 0, got {self.seeds} and {self.end_seeds}")
         manifest = read_manifest(open_storage(self.data))
         base_cfg = load_config(self.preset, self.overrides)
         rows, budget = self.budget(manifest.rows("train"), base_cfg.train.batch_size)
-        points: list[tuple[int, str, float, list[str]]] = []
+        points: list[tuple[int, str, float, list[str], int]] = []  # (index, family, target, overrides, seeds)
         for family in self.models:
             base = load_config(self.preset, [*self.overrides, f"model.name={family}"]).model
-            reachable = 0
+            reachable = []
             for index, target in enumerate(self.targets):
                 try:
                     scaled = scale_model(family, manifest.schema, base, target)
                 except ValueError as error:
                     self.log(f"skipped {family} at {target:.3g} MFLOP/example: {error}")
                     continue
-                points.append((index, family, target, model_overrides(base, scaled)))
-                reachable += 1
+                reachable.append((index, family, target, model_overrides(base, scaled)))
             if not reachable:
                 raise ConfigError(f"{family}: no target in {self.targets} is reachable; change --mflops")
+            ends = (reachable[0][0], reachable[-1][0])
+            points += [(*p, self.end_seeds or self.seeds if p[0] in ends else self.seeds) for p in reachable]
         return [
             TrialSpec(
                 id=f"{family}-{index:02d}-s{seed}",
@@ -149,14 +153,15 @@ class Sweep:
                 splits=SPLITS,
                 meta={"family": family, "point": index, "target_mflops": target, "rows": rows},
             )
-            for seed in range(self.seeds)
-            for index, family, target, scaled in points
+            for seed in range(max(self.seeds, self.end_seeds))
+            for index, family, target, scaled, seeds in points
+            if seed < seeds
         ]
 
     def run(self) -> list[dict[str, Any]]:
         """Run (or resume) the sweep; returns every point's record."""
+        specs = self.plan()  # checks the dataset and every setting before the folder is claimed
         pin_settings(self.output / SETTINGS, self.settings())
-        specs = self.plan()
         runner = TrialRunner(self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log)
         records = runner.run(specs)
         return [records[s.id] for s in specs if s.id in records]

@@ -174,6 +174,14 @@ def failure_record(spec: TrialSpec, error: str, wall_seconds: float, output: str
     }
 
 
+def check_dataset(uri: str) -> None:
+    """Fail with one line if ``uri`` is not a prepared dataset (before any worker would)."""
+    from wukong.data.manifest import read_manifest
+    from wukong.io import open_storage
+
+    read_manifest(open_storage(uri))
+
+
 def pin_settings(path: Path, settings: dict[str, Any], may_change: Sequence[str] = ()) -> None:
     """Record an experiment's settings at ``path``, or check that a resumed run repeats them.
 

@@ -27,7 +27,7 @@ from typing import Any
 from wukong.config import ConfigError, config_to_yaml, load_config
 from wukong.data.errors import DataError
 from wukong.experiments.space import SearchSpace
-from wukong.experiments.trials import TrialRunner, TrialSpec, pin_settings
+from wukong.experiments.trials import TrialRunner, TrialSpec, check_dataset, pin_settings
 
 METRICS = {"auc": "maximize", "logloss": "minimize"}
 SAMPLERS = ("tpe", "random")
@@ -140,6 +140,7 @@ class Tuner:
     # -- running ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run (or resume) the search; write the table and the best preset; return the best record."""
+        check_dataset(self.data)  # before the folder is claimed by these settings
         pin_settings(self.output / SETTINGS, self.settings(), may_change=("trials",))
         for first in range(0, self.trials, self.parallel):
             done = self.runner.journal.records()

@@ -22,6 +22,7 @@ class SourceSpec:
     dense: tuple[str, ...]
     sparse: tuple[tuple[str, bool], ...]  # (name, multi_hot)
     time: str | None = None
+    split: str | None = None  # a column naming each row's split (train/valid/test): --split-by column
     oracle: str | None = None
 
 

@@ -6,6 +6,7 @@ sparse:                   # categorical columns of any scalar type...
   - user_id
   - {name: genres, multi_hot: true}   # ...or list columns for multi-hot features
 time: event_time          # optional: enables --split-by time
+split: fold               # optional: a column of train/valid/test, a split fixed upstream (--split-by column)
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def load_feature_spec(path: Path) -> SourceSpec:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise DataError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    unknown = set(data) - {"label", "dense", "sparse", "time"}
+    unknown = set(data) - {"label", "dense", "sparse", "time", "split"}
     if unknown or "label" not in data:
         raise DataError(
-            f"{path}: a feature spec has keys label (required), dense, sparse, time; "
+            f"{path}: a feature spec has keys label (required), dense, sparse, time, split; "
             f"{'unknown: ' + ', '.join(sorted(unknown)) if unknown else 'label is missing'}"
         )
     sparse = []
@@ -53,6 +54,7 @@ def load_feature_spec(path: Path) -> SourceSpec:
         dense=tuple(map(str, data.get("dense") or ())),
         sparse=tuple(sparse),
         time=data.get("time"),
+        split=data.get("split"),
     )
 
 
@@ -82,7 +84,7 @@ class ParquetSource(Source):
         except (pa.ArrowInvalid, OSError) as error:
             raise DataError(f"{self.files[0]}: not a readable Parquet file ({error})") from None
         wanted = [self.spec.label, *self.spec.dense, *(n for n, _ in self.spec.sparse)]
-        wanted += [self.spec.time] if self.spec.time else []
+        wanted += [c for c in (self.spec.time, self.spec.split) if c]
         missing = [c for c in wanted if c not in schema.names]
         if missing:
             raise DataError(
@@ -99,7 +101,7 @@ class ParquetSource(Source):
 
     def chunks(self) -> Iterator[RawChunk]:
         columns = [self.spec.label, *self.spec.dense, *(n for n, _ in self.spec.sparse)]
-        columns += [self.spec.time] if self.spec.time else []
+        columns += [c for c in (self.spec.time, self.spec.split) if c]
         for file in self.files:
             try:
                 batches = pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=columns)

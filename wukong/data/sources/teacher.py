@@ -54,8 +54,10 @@ is the question the scaling law asks, not by matching the generator's shape.
 
 Reproducibility and memory: the teacher is drawn from ``(seed, tag)`` and rows are generated in
 fixed chunks from ``(seed, chunk index)``, so the same seed gives the same rows and probabilities
-however they are later split or sharded. Memory is the latent tables (``Σ c_f · (r + K_f)`` floats,
-``K_f``: units using field f) plus one chunk, whatever the number of rows.
+however they are later split or sharded (bit for bit on one machine; elsewhere up to the float32
+rounding of the vectorised ``tanh``). Each field's factors are tabulated once per id, so memory is
+those tables (``Σ_f K_f · c_f`` floats, ``K_f``: units using field f) plus one chunk of
+:data:`CHUNK_ROWS` rows, whatever the number of rows.
 """
 
 from __future__ import annotations
@@ -194,8 +196,9 @@ class Teacher:
         owners = np.concatenate([self.dense_units] + [field.units for field in self.fields])
         rows_of = [np.flatnonzero(owners == k) for k in range(c.width)]
         self._order_groups = [
-            (np.flatnonzero(orders == m), np.stack([rows_of[k] for k in np.flatnonzero(orders == m)]))
-            for m in range(1, c.order + 1)
+            (members, np.stack([rows_of[k] for k in members]))
+            for members in (np.flatnonzero(orders == m) for m in range(1, c.order + 1))
+            if len(members)
         ]
         # Calibration: the dense factors' moments, then the score's, then the bias.
         self.dense_mean, self.dense_std = np.zeros(len(self.dense_units)), np.ones(len(self.dense_units))
