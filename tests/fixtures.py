@@ -76,7 +76,7 @@ def write_movielens(folder: Path, shape: MovieLensShape = MovieLensShape()) -> P
 class _Movies:
     ids: np.ndarray
     titles: list[str]
-    genres: list[tuple[str, ...]]
+    genres: np.ndarray  # (movies, len(GENRES)) bool: the movie's genres
     years: np.ndarray  # 0: the title has no year
     quality: np.ndarray
     popularity: np.ndarray  # sampling probability of each movie
@@ -87,13 +87,15 @@ def _movies(rng: np.random.Generator, shape: MovieLensShape) -> _Movies:
     ids = np.concatenate([[TOY_STORY[0]], np.sort(rng.choice(np.arange(2, 200_000), n - 1, replace=False))])
     years = rng.integers(1930, 2018, n)
     years[rng.random(n) < 0.01] = 0
-    titles, genres = [], []
-    for i in range(n):
-        name = f"Movie {ids[i]}" + (", The" if i % 7 == 0 else "")  # a comma: the title needs CSV quoting
-        titles.append(f"{name} ({years[i]})" if years[i] else name)
-        count = rng.integers(1, 5)
-        genres.append(tuple(sorted(rng.choice(GENRES, count, replace=False))) if rng.random() > 0.01 else ())
-    titles[0], genres[0], years[0] = TOY_STORY[1], TOY_STORY[2], 1995
+    # 1-4 genres each (a random subset: the first k of a random order), none for 1% of the movies.
+    order = np.argsort(rng.random((n, len(GENRES))), axis=1)
+    counts = np.where(rng.random(n) < 0.01, 0, rng.integers(1, 5, n))
+    genres = np.zeros((n, len(GENRES)), dtype=bool)
+    np.put_along_axis(genres, order, np.arange(len(GENRES)) < counts[:, None], axis=1)
+    genres[0] = np.isin(GENRES, TOY_STORY[2])
+    names = [f"Movie {i}" + (", The" if k % 7 == 0 else "") for k, i in enumerate(ids)]  # a comma: quoted in CSV
+    titles = [f"{name} ({year})" if year else name for name, year in zip(names, years)]
+    titles[0], years[0] = TOY_STORY[1], 1995
     rank = np.concatenate([[0], rng.permutation(np.arange(1, n))])  # Toy Story is the most rated
     popularity = 1.0 / (rank + 30.0) ** 0.5  # a long tail, yet nearly every movie is rated
     return _Movies(ids, titles, genres, years, rng.standard_normal(n), popularity / popularity.sum())
@@ -103,44 +105,46 @@ def _write_movies(path: Path, movies: _Movies) -> None:
     with path.open("w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["movieId", "title", "genres"])
-        for movie_id, title, genres in zip(movies.ids, movies.titles, movies.genres):
-            writer.writerow([movie_id, title, "|".join(genres) or "(no genres listed)"])
+        for movie_id, title, has in zip(movies.ids, movies.titles, movies.genres):
+            writer.writerow([movie_id, title, "|".join(g for g, h in zip(GENRES, has) if h) or "(no genres listed)"])
 
 
 def _write_tags(path: Path, movies: _Movies, rng: np.random.Generator, shape: MovieLensShape) -> None:
     """About a third of the movies get 1-5 tags; spelling varies in case and spaces (the source lower-cases
     and trims them), and Toy Story is tagged ``Pixar``."""
-    words = [f"tag{i:04d}" for i in range(shape.tag_words)]
-    rows = [(7, TOY_STORY[0], " Pixar", 1_139_045_764), (9, TOY_STORY[0], "pixar", 1_139_045_765)]
-    for movie_id in movies.ids[1:][rng.random(len(movies.ids) - 1) < 0.35]:
-        for word in rng.choice(words, rng.integers(1, 6), replace=False):
-            spelled = word.upper() if rng.random() < 0.1 else word
-            user, when = int(rng.integers(1, shape.users + 1)), int(rng.integers(1.1e9, 1.5e9))
-            rows.append((user, int(movie_id), spelled, when))
-    with path.open("w", newline="") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["userId", "movieId", "tag", "timestamp"])
-        writer.writerows(rows)
+    tagged = np.flatnonzero(rng.random(len(movies.ids)) < 0.35)
+    tagged = tagged[tagged > 0]
+    movie = np.repeat(tagged, rng.integers(1, 6, len(tagged)))
+    word = rng.integers(0, shape.tag_words, len(movie))
+    upper = rng.random(len(movie)) < 0.1
+    user, when = rng.integers(1, shape.users + 1, len(movie)), rng.integers(1.1e9, 1.5e9, len(movie))
+    lines = [
+        "userId,movieId,tag,timestamp",
+        f"7,{TOY_STORY[0]}, Pixar,1139045764",
+        f"9,{TOY_STORY[0]},{TOY_STORY[3]},1139045765",
+    ]
+    for m, w, up, u, t in zip(movie, word, upper, user, when):
+        lines.append(f"{u},{movies.ids[m]},{'TAG' if up else 'tag'}{w:04d},{t}")
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _write_ratings(path: Path, movies: _Movies, rng: np.random.Generator, shape: MovieLensShape) -> None:
-    # Row m of `mix` averages the movie's genres, so mix @ taste[u] is the user's mean taste for them.
-    mix = np.zeros((len(movies.ids), len(GENRES)))
-    for m, genres in enumerate(movies.genres):
-        for genre in genres:
-            mix[m, GENRES.index(genre)] = 1.0 / len(genres)
+    """Every user rates ``max(5, Poisson(ratings_per_user))`` movies drawn by popularity (repeats dropped),
+    over up to a year from a start between 1996 and 2017; rows sorted by user, then movie."""
+    mix = movies.genres / np.maximum(movies.genres.sum(axis=1, keepdims=True), 1)  # mix @ taste[u]: mean taste
     bias = rng.standard_normal(shape.users)
     taste = rng.standard_normal((shape.users, len(GENRES)))
     classic = 0.4 * ((movies.years > 0) & (movies.years < 1980))
-    with path.open("w", newline="") as out:
-        out.write("userId,movieId,rating,timestamp\n")
-        for user in range(shape.users):
-            count = max(5, int(rng.poisson(shape.ratings_per_user)))
-            chosen = np.unique(rng.choice(len(movies.ids), count, p=movies.popularity))
-            z = bias[user] + movies.quality[chosen] + mix[chosen] @ taste[user] + classic[chosen]
-            stars = np.clip(np.round((3.6 + 0.8 * z + rng.normal(0, 0.6, len(chosen))) * 2) / 2, 0.5, 5.0)
-            start = rng.integers(8.3e8, 1.5e9)  # 1996 to 2017; a user's ratings span up to a year
-            times = np.sort(start + rng.integers(0, 3.2e7, len(chosen)))
-            for m, star, when in zip(chosen, stars, times):
-                out.write(f"{user + 1},{movies.ids[m]},{star:.1f},{when}\n")
-        out.write(f"1,{UNKNOWN_MOVIE},5.0,{int(start)}\n")
+    draws = np.maximum(5, rng.poisson(shape.ratings_per_user, shape.users))
+    user = np.repeat(np.arange(shape.users), draws)
+    movie = rng.choice(len(movies.ids), len(user), p=movies.popularity)
+    pairs = np.unique(user * len(movies.ids) + movie)
+    user, movie = pairs // len(movies.ids), pairs % len(movies.ids)
+    z = bias[user] + movies.quality[movie] + (mix[movie] * taste[user]).sum(axis=1) + classic[movie]
+    stars = np.clip(np.round((3.6 + 0.8 * z + rng.normal(0, 0.6, len(user))) * 2) / 2, 0.5, 5.0)
+    times = rng.integers(8.3e8, 1.5e9, shape.users)[user] + rng.integers(0, 3.2e7, len(user))
+    lines = ["userId,movieId,rating,timestamp"]
+    for u, m, star, when in zip(user + 1, movies.ids[movie], stars, times):
+        lines.append(f"{u},{m},{star:.1f},{when}")
+    lines.append(f"1,{UNKNOWN_MOVIE},5.0,{times[-1]}")
+    path.write_text("\n".join(lines) + "\n")

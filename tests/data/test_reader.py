@@ -148,6 +148,19 @@ def test_resume_mid_epoch_returns_exactly_the_remaining_batches(uneven: str, wor
     assert resumed.state_dict()["epoch"] == 1 and resumed.state_dict()["legs"] == []
 
 
+def test_an_iterator_of_an_earlier_position_goes_stale(uneven: str) -> None:
+    """A pipeline may hold the last epoch's iterator when the loop moves the reader on: that iterator
+    must neither return batches nor count them."""
+    reader = DatasetReader(uneven, "train", 40, seed=5)
+    old = iter(reader)
+    next(old)
+    reader.set_epoch(1)
+    assert list(old) == [] and reader.position == 0
+    fresh = DatasetReader(uneven, "train", 40, seed=5)
+    fresh.set_epoch(1)
+    assert ids_of(reader) == ids_of(fresh) and reader.position == len(reader) and reader.batches_left() == len(reader)
+
+
 def read_ranks(uri: str, world: int, workers: int, state: dict | None, steps: int | None) -> tuple[list, dict]:
     """Every rank's batches (the first ``steps``, or all) of a job of ``world`` ranks, and the position
     after them (the same on every rank)."""
@@ -191,6 +204,8 @@ def test_a_position_from_another_dataset_is_refused(uneven: str, tmp_path: Path)
     first_batches(reader, 3)
     with pytest.raises(DataError, match=r"saved data position is for the dataset prepared by run .* resume with the"):
         DatasetReader(other, "train", 40).load_state_dict(reader.state_dict())
+    with pytest.raises(DataError, match="seed 0, this reader reads split train with seed 9: resume with the seed"):
+        DatasetReader(uneven, "train", 40, seed=9).load_state_dict(reader.state_dict())
 
 
 def test_corrupt_shard_is_refused(tmp_path: Path) -> None:

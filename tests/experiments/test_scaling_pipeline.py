@@ -38,6 +38,7 @@ def test_two_point_sweep_under_kfp_local(tmp_path: Path) -> None:
         models=["dlrm"],
         mflops="0.02,0.04",
         seeds=1,
+        end_seeds=0,
         preset="tiny",
         overrides=QUICK,
     )

@@ -104,3 +104,22 @@ def test_sweep_resumes_after_a_kill_and_reports(teacher_data: str, tmp_path: Pat
     # The report regenerates from the records alone.
     (output / "report.md").unlink()
     assert main(["sweep", "report", str(output)]) == 0 and (output / "report.md").is_file()
+
+
+def test_plan_scales_each_family_with_one_data_budget_and_extra_seeds_at_the_ends(teacher_data: str) -> None:
+    from wukong.config import load_config
+    from wukong.data.manifest import read_manifest
+    from wukong.experiments.sweep import Sweep
+    from wukong.io import open_storage
+    from wukong.model.scaling import mflops_per_example
+
+    sweep = Sweep(teacher_data, ["dlrm"], [0.02, 0.04, 0.08], seeds=1, end_seeds=2, preset="tiny", overrides=QUICK)
+    specs = sweep.plan()
+    assert [s.id for s in specs] == ["dlrm-00-s0", "dlrm-01-s0", "dlrm-02-s0", "dlrm-00-s1", "dlrm-02-s1"]
+    for spec in specs:
+        assert spec.splits == ("valid", "test")
+        assert {"train.epochs=1", "train.max_steps=18", "train.patience=0"} <= set(spec.overrides)
+    schema = read_manifest(open_storage(teacher_data)).schema
+    for spec in specs[:3]:  # the overrides carry the upscaled config
+        cost = mflops_per_example("dlrm", schema, load_config("tiny", [*spec.overrides, "model.name=dlrm"]).model)
+        assert cost == pytest.approx(spec.meta["target_mflops"], rel=0.05)

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
 def test_a_trained_model_is_measured_against_the_oracle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "teacher")
     config = TeacherConfig(num_sparse=6, num_dense=2, max_cardinality=60, width=24, hidden=16, order=3)
-    manifest = prepare(TeacherSource(20_000, seed=1, config=config), data, PrepareOptions())
-    run = wukong_train(data, tmp_path / "m", "--model", "dlrm", "--epochs", "3", "--learning-rate", "0.003")
+    manifest = prepare(TeacherSource(40_000, seed=1, config=config), data, PrepareOptions())
+    run = wukong_train(data, tmp_path / "m", "--model", "dlrm", "--learning-rate", "0.003")
     assert run.returncode == 0, run.output
     validations = run.validations()
     assert validations and all("excess_logloss" in v["valid"] for v in validations)

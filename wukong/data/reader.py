@@ -232,6 +232,7 @@ class DatasetReader:
             self.earlier, self.skip = tuple(legs), 0
         self.epoch, self.returned, self._finished = epoch, 0, False
         self._cached: tuple[EpochPlan, list[tuple[int, int]]] | None = None
+        self._generation = getattr(self, "_generation", 0) + 1  # iterators of an earlier position go stale
 
     def _plan(self) -> EpochPlan:
         return self._layout()[0]
@@ -247,13 +248,17 @@ class DatasetReader:
         if self._finished:
             self.set_epoch(self.epoch + 1)
         plan, where = self._layout()
+        generation = self._generation
         stream = _EpochStream(self, plan, where, self.skip + self.returned)
         batches = DataLoader(stream, batch_size=None, num_workers=self.num_workers) if self.num_workers else stream
         for tensors in batches:
+            if generation != self._generation:
+                return  # the reader was moved (set_epoch, load_state_dict): this iterator is done
             if tensors is not None:
                 self.returned += 1
                 yield to_batch(tensors, self.layout)
-        self._finished = True
+        if generation == self._generation:
+            self._finished = True
 
     def state_dict(self, batches: int | None = None) -> dict[str, Any]:
         """The data position after ``batches`` batches of the current epoch (default: every batch this
@@ -280,7 +285,11 @@ class DatasetReader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("split", self.split) != self.split or state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"reader state is for split {state.get('split')} seed {state.get('seed')}")
+            raise DataError(
+                f"{self.uri}: the saved data position is for split {state.get('split')} with seed "
+                f"{state.get('seed')}, this reader reads split {self.split} with seed {self.seed}: resume with "
+                "the seed the run started with, or start a new run"
+            )
         if state.get("dataset_run", self.manifest.run_id) != self.manifest.run_id:
             raise DataError(
                 f"{self.uri}: the saved data position is for the dataset prepared by run {state['dataset_run']} "

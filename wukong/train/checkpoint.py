@@ -178,3 +178,9 @@ def flat_keys(state: Mapping[str, Any], prefix: str = "") -> list[str]:
         name = f"{prefix}{key}"
         keys += flat_keys(value, name + ".") if isinstance(value, Mapping) else [name]
     return keys
+
+
+def parameters_of(keys: list[str]) -> str:
+    """State-dict keys as the parameters they belong to: embedding tables by name, others as they are."""
+    names = sorted({m.group(1) if (m := re.search(r"embedding_bags\.(\w+)\.weight", k)) else k for k in keys})
+    return ", ".join(names)

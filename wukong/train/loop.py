@@ -26,7 +26,7 @@ from wukong.evaluate import compute_metrics, oracle_metrics
 from wukong.io import open_storage
 from wukong.model import build_model, count_flops
 from wukong.train import outputs
-from wukong.train.checkpoint import Checkpointer
+from wukong.train.checkpoint import Checkpointer, parameters_of
 from wukong.train.distributed import DistEnv
 from wukong.train.module import TrainModule
 from wukong.train.optim import LearningRates, assign_table_optimizers, build_optimizers, plateau_scale
@@ -141,7 +141,7 @@ class Trainer:
         self.train_reader.load_state_dict(info["data_position"])  # the rows of this epoch not yet trained on
         self.saved_step, self.saved_info = step, {k: info[k] for k in ("progress", "data_position")}
         if fresh:
-            log(self.env, f"optimizer state started afresh (saved under another sharding): {_parameters_of(fresh)}")
+            log(self.env, f"optimizer state started afresh (saved under another sharding): {parameters_of(fresh)}")
         if self.output.exists(outputs.HISTORY):
             lines = self.output.read_bytes(outputs.HISTORY).decode().splitlines()
             self.history = [r for r in map(json.loads, lines) if r["step"] <= step]
@@ -341,11 +341,3 @@ class Trainer:
         if self.tensorboard:
             self.tensorboard.close()
         return summary
-
-
-def _parameters_of(keys: list[str]) -> str:
-    """``optim.state.sparse.<param>.<table>.momentum1`` keys, as the parameters they belong to."""
-    import re
-
-    names = sorted({m.group(1) if (m := re.search(r"embedding_bags\.(\w+)\.weight", k)) else k for k in keys})
-    return ", ".join(names)
