@@ -262,6 +262,18 @@ def test_a_resume_at_an_epoch_end_does_not_validate_that_step_again(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("pipeline", ["--pipeline", "--no-pipeline"])
+def test_an_uninterrupted_run_trains_every_epoch(small_dataset: str, tmp_path: Path, pipeline: str) -> None:
+    """Each epoch gets a fresh iterator of the reader, and each epoch end is validated once."""
+    steps = DatasetReader(small_dataset, "train", 256).batches_per_epoch
+    run = wukong_train(small_dataset, tmp_path / "run", "--epochs", "3", pipeline)
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.card()["steps"] == 3 * steps
+    assert run.card()["epochs_completed"] == 3
+    assert [r["step"] for r in run.validations()] == [steps, 2 * steps, 3 * steps]
+
+
+@pytest.mark.slow
 def test_validation_and_checkpoints_check_the_loss_first(small_dataset: str, tmp_path: Path) -> None:
     """On GPUs most steps' losses are not looked at (a sync); validating or saving must look first,
     and a validation that predicts NaN (an update broke the weights) must stop too."""

@@ -1,7 +1,7 @@
 """Upscaling rules: a configuration of each model family for a target MFLOP/example.
 
 The paper's scaling law is quality against GFLOP/example (arXiv 2403.02545, Table 5 and its scaling
-figure), with each family grown the way its authors grow it:
+figure), with each family grown the way the paper grows it:
 
 - **wukong**: layers first, then width. The depth ``l`` grows from 1 to :data:`MAX_WUKONG_LAYERS`
   (8) at the base widths; beyond that the 8-layer stack widens, with nF, nL, k, the FMB MLP and the
@@ -23,13 +23,15 @@ A rule is a ladder of *stages* ``j = 0, 1, ...``: a depth and a starting width f
 stage every width is ``round(base width · w)`` for ``w ≥ w_j``, so the forward FLOPs ``C(j, w)``
 grow with ``w``; the stage covers costs from ``C(j, w_j)`` up to the next stage's start (the last
 Wukong stage is open-ended, and the first stage also shrinks, ``w < w_0``, for targets below its
-start). For a target T the stage is the last one starting at or below T, ``w`` is found by
-bisection, and of the two configurations whose costs bracket T (the second may be the next stage's
-start) the closer one is returned. The achievable costs form one fixed, increasing set and the
-nearest of them is taken, so the returned MFLOP/example is **monotone in the target**; integer
-widths and nF/nL/k make it hit the target within :data:`TOLERANCE` (5%) except at the extremes,
-where a ``ValueError`` says so. When depth steps up, the widths fall back to the stage's start:
-widths along the ladder are not monotone, FLOPs are.
+start). For a target T the stage is the last one starting at or below T, and ``w`` is found by
+bisection: the ladder's configurations just below and just above T (the latter may be the next
+stage's start). At small sizes one step of nF, nL or k can cost 10-25% more, so the lower one's MLPs
+alone may then be widened (at most 1.5×, never reaching the upper one's cost): this fine knob fills
+the gaps. The closest of these to T is returned. The costs reachable this way form one fixed,
+increasing set and the nearest of them is taken, so the returned MFLOP/example is **monotone in
+the target**, and within :data:`TOLERANCE` (5%) of it except at the extremes, where a
+``ValueError`` says so. When depth steps up, the widths fall back to the stage's start: widths
+along the ladder are not monotone, FLOPs are.
 
 Widths below 256 may be any integer ≥ 1 (so small models can be sized finely); from 256 they are
 multiples of 8 (vector units), FinalMLP's stream outputs multiples of its head count. FLOPs are the

@@ -229,7 +229,8 @@ class Trainer:
             batches = iter(self.train_reader)
             if self.row_log:
                 batches = self.row_log.track(batches)
-            while p.batch < epoch_end and not self._done():
+            epoch_complete = False
+            while not epoch_complete and p.batch < epoch_end and not self._done():
                 self.learning_rates.apply(p.step, p.lr_scale)
                 loss = pipeline.progress(batches)[0] if pipeline else self._step_plain(batches)
                 p.step += 1
@@ -248,7 +249,8 @@ class Trainer:
                     window_start, window_examples = time.time(), 0
                 validation_step = bool(train.validate_every) and p.step % train.validate_every == 0
                 validation_step |= bool(train.max_steps) and p.step >= train.max_steps  # the last step
-                if p.batch == epoch_end:  # the epoch is complete: validate and save as of the next one
+                epoch_complete = p.batch == epoch_end
+                if epoch_complete:  # validate and save as of the next epoch, then read that one
                     p.epoch, p.batch = p.epoch + 1, 0
                     self.train_reader.set_epoch(p.epoch)
                     validation_step = True
