@@ -147,6 +147,7 @@ def test_movielens_missing_folder(tmp_path: Path) -> None:
         MovieLensSource(tmp_path / "absent")
 
 
+@pytest.mark.slow
 def test_synthetic_is_seeded_and_reproducible() -> None:
     a, _ = read_all(SyntheticSource(rows=70_000, seed=3))
     b, _ = read_all(SyntheticSource(rows=70_000, seed=3))
@@ -162,6 +163,7 @@ def test_synthetic_ids_are_zipf_distributed() -> None:
     assert counts[0] > 20 * counts[100]  # heavy head: the top id is far more frequent than the 100th
 
 
+@pytest.mark.slow
 def test_synthetic_labels_depend_on_every_interaction_order() -> None:
     source = SyntheticSource(rows=1, seed=1)
     dense, ids, labels = source.generate(0, 200_000)

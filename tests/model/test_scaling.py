@@ -29,6 +29,7 @@ def test_flops_grow_with_the_width_factor(name: str, tiny: Config, tiny_schema: 
 TARGETS = (0.04, 0.2, 1.0, 5.0)  # MFLOP/example: from the tiny base, Wukong shrinks, deepens, then widens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_upscaled_configs_build_and_hit_the_target(name: str, tiny: Config, tiny_schema: FeatureSchema) -> None:
     configs = [scaled_config(name, tiny_schema, tiny.model, target) for target in TARGETS]
@@ -39,6 +40,7 @@ def test_upscaled_configs_build_and_hit_the_target(name: str, tiny: Config, tiny
     assert config_for_flops(name, tiny_schema, tiny.model, TARGETS[1]) == configs[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_upscaling_is_monotone_across_a_depth_step(name: str, tiny: Config, tiny_schema: FeatureSchema) -> None:
     """Targets 1% apart around the cost where the rule adds a layer (the sawtooth of the widths)."""
@@ -77,6 +79,7 @@ def test_baselines_grow_in_width_and_depth(tiny: Config, tiny_schema: FeatureSch
     assert final.finalmlp.stream1_mlp[-1] % final.finalmlp.num_heads == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_upscaled_flops_are_exact(name: str, tiny: Config, tiny_schema: FeatureSchema) -> None:
     """The analytic count of a grown model (deeper and wider than any preset) against FlopCounterMode."""

@@ -169,6 +169,7 @@ def test_kubeflow_backend_calls(tmp_path: Path) -> None:
     assert [v.aliases for v in registry.versions("ctr")] == [[], [PRODUCTION]]
 
 
+@pytest.mark.slow
 def test_unreachable_kubeflow_registry_is_one_line() -> None:
     with pytest.raises(RegistryError, match="cannot reach the Kubeflow Model Registry"):
         open_registry("kubeflow://127.0.0.1:1")
