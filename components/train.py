@@ -1,4 +1,5 @@
-"""Train: one model on the dataset, locally with torchrun or as a multi-node PyTorchJob."""
+"""Train: one model on the dataset, locally with torchrun or on the cluster as a multi-node TrainJob
+(Kubeflow Trainer v2, ``launcher=trainjob``) or PyTorchJob (training operator v1, ``launcher=pytorchjob``)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output

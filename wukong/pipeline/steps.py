@@ -14,7 +14,7 @@ from wukong.evaluate import HEADLINE
 from wukong.io import open_storage
 from wukong.registry import Gate, open_registry
 
-LAUNCHERS = ("local", "pytorchjob")
+LAUNCHERS = ("local", "trainjob", "pytorchjob")
 
 
 def ingest(
@@ -51,15 +51,16 @@ def train(
     gpus_per_node: int = 0,
 ) -> dict[str, Any]:
     """Train ``model_name`` and return its model card. ``launcher``: ``local`` runs torchrun inside this
-    process's machine; ``pytorchjob`` submits a multi-node PyTorchJob (see :mod:`wukong.launch`)."""
+    process's machine; ``trainjob`` submits a multi-node Kubeflow Trainer v2 TrainJob, ``pytorchjob`` a
+    training-operator v1 PyTorchJob (see :mod:`wukong.launch`)."""
     if launcher not in LAUNCHERS:
         raise DataError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     args = ["--data", dataset_uri, "--output", output_uri, "--config", preset, "--model", model_name]
     args += [item for override in overrides or [] for item in ("--set", override)]
-    if launcher == "pytorchjob":
-        from wukong.launch import run_pytorchjob
+    if launcher != "local":
+        from wukong.launch import launch_training
 
-        run_pytorchjob(args, nodes=nodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node)
+        launch_training(launcher, args, nodes=nodes, nproc_per_node=nproc_per_node, gpus_per_node=gpus_per_node)
     else:
         command = [sys.executable, "-m", "wukong", "train", "--nproc", str(nproc_per_node), *args]
         result = subprocess.run(command)
