@@ -10,7 +10,7 @@ from pathlib import Path
 from kfp import compiler, dsl, kubernetes
 
 from components import evaluate, ingest, register, train
-from wukong.launch.pytorchjob import DEFAULTS_CONFIG_MAP, S3_SECRET  # k8s/base: the Secret template, the ConfigMap
+from wukong.launch.resources import DEFAULTS_CONFIG_MAP, S3_SECRET  # k8s/base: the Secret template, the ConfigMap
 
 COMPILED = Path(__file__).with_name("wukong_training_pipeline.yaml")
 
@@ -21,13 +21,15 @@ LAUNCH_SETTINGS = (
     "WUKONG_JOB_TIMEOUT_S",
     "WUKONG_NODE_SELECTOR",
     "WUKONG_PRIORITY_CLASS",
+    "WUKONG_TRAINING_RUNTIME",
+    "WUKONG_QUEUE",
 )
 
 
 def _on_cluster(task: dsl.PipelineTask, launches: bool = False) -> dsl.PipelineTask:
     """Credentials from a Secret and the object-store endpoint from a ConfigMap (ignored by kfp.local);
     no caching, so a scheduled run always reads the newest data. The train step (``launches``) also
-    gets the PyTorchJob settings of the ConfigMap: image, namespace, wait bound, node selector."""
+    gets the job settings of the ConfigMap: image, namespace, wait bound, node selector, runtime, queue."""
     kubernetes.use_secret_as_env(
         task,
         secret_name=S3_SECRET,

@@ -87,4 +87,4 @@ def test_missing_preset_lists_the_available_ones() -> None:
 
 def test_valid_keys_walks_sections() -> None:
     assert valid_keys("") == ["model", "data", "train"]
-    assert valid_keys("model.finalmlp") == ["stream1_mlp", "stream2_mlp", "gate_hidden", "num_heads"]
+    assert valid_keys("model.finalmlp") == ["stream1_mlp", "stream2_mlp", "gate_hidden", "num_heads", "dropout", "norm"]

@@ -174,10 +174,11 @@ def _now() -> str:
 
 
 def _stored(body: dict, namespace: str) -> dict:
-    """``body`` as the API server stores it: its namespace and the server-set metadata."""
+    """``body`` as the API server stores it: in its namespace (the request's if it names none), with the
+    server-set metadata."""
     stored = copy.deepcopy(body)
     stored["metadata"].update(
-        namespace=namespace, uid=str(uuid.uuid4()), resourceVersion="1", generation=1, creationTimestamp=_now()
+        namespace=body["metadata"].get("namespace") or namespace, uid=str(uuid.uuid4()), resourceVersion="1", generation=1, creationTimestamp=_now()
     )
     return stored
 

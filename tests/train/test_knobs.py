@@ -162,13 +162,21 @@ def test_cpu_refuses_what_fbgemm_cannot_do_there(tiny: Config) -> None:
     fused_params(TrainConfig(embedding_optimizer="adam", embedding_weight_decay=1e-4), "cuda")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="FBGEMM's CPU kernels ignore weight decay (refused there)")
 @pytest.mark.parametrize("mode", ["l2", "decoupled"])
 def test_embedding_weight_decay_shrinks_looked_up_rows_only(env: DistEnv, tiny: Config, mode: str) -> None:
+    """On a GPU: the exact update. On CPU (refused there: FBGEMM's CPU kernels ignore weight decay):
+    what a GPU run hands FBGEMM."""
     lr, wd = 0.01, 0.5
     train = TrainConfig(
         **FUSED_ONLY, embedding_learning_rate=lr, embedding_weight_decay=wd, embedding_weight_decay_mode=mode
     )
+    if not torch.cuda.is_available():
+        handed = fused_params(train, "cuda")
+        assert handed["weight_decay"] == wd and handed["learning_rate"] == lr
+        assert handed["weight_decay_mode"].name == {"l2": "L2", "decoupled": "DECOUPLE"}[mode]
+        with pytest.raises(ConfigError, match="ignored by FBGEMM's CPU kernels"):
+            fused_params(train, "cpu")
+        return
     sharded = shard(env, train, tiny, SCHEMA_FUSED)
     before = sharded.tables()
     sharded.step_on_pooled(ids(big=[1], mid=[2]), scale=0.0)  # a zero gradient: only the decay acts

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from wukong import __version__
-from wukong.cli import data, models, pipeline, registry, sweep, train, tune
+from wukong.cli import data, launch, models, pipeline, registry, sweep, train, tune
 from wukong.config import ConfigError
 from wukong.data.errors import DataError
 from wukong.io import StorageError
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data.register(commands)
     train.register(commands)
+    launch.register(commands)
     registry.register(commands)
     pipeline.register(commands)
     models.register(commands)

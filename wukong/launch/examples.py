@@ -1,17 +1,24 @@
-"""The example PyTorchJobs kept in ``k8s/overlays/*/pytorchjob.example.yaml`` (``make manifests``).
+"""The manifests rendered from the launchers' own builders (``make manifests``): the example PyTorchJob
+and TrainJob of each overlay (``k8s/overlays/*/{pytorchjob,trainjob}.example.yaml``) and the
+ClusterTrainingRuntimes (``k8s/runtimes/*.yaml``).
 
-They are rendered by the same builder the pipeline's launcher and the torchx scheduler use, so the
-files show exactly what a run submits; a test fails when they are stale.
+The files show exactly what a run submits; a test fails when they are stale.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from wukong.launch.pytorchjob import JobResources, build_pytorchjob, to_yaml
+import yaml
+
+from wukong.launch import pytorchjob, trainjob
+from wukong.launch.resources import GPU_TOLERATION, JobResources
+from wukong.launch.runtime import build_runtime
 
 K8S = Path(__file__).resolve().parents[2] / "k8s"
 ARGS = ["--data", "s3://wukong/datasets/criteo", "--output", "s3://wukong/runs/example", "--config", "criteo"]
+HEADER = "# Rendered by `make manifests` (wukong.launch.examples) with the launcher's own builder. Do not edit.\n"
 
 EXAMPLES = {
     "cpu-dev": JobResources(
@@ -33,19 +40,32 @@ EXAMPLES = {
         memory="1600Gi",
         shm_size="256Gi",
         node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        tolerations=[dict(GPU_TOLERATION)],
         priority_class="wukong-training",
     ),
+}
+# The runtime each overlay's TrainJobs name (the ConfigMap's WUKONG_TRAINING_RUNTIME) and its defaults:
+# the CPU image for any cluster; the H100 pool's placement and priority class (a TrainJob cannot set it).
+RUNTIMES = {
+    "cpu-dev": (trainjob.RUNTIME, JobResources()),
+    "h100": (f"{trainjob.RUNTIME}-h100", replace(EXAMPLES["h100"], nodes=1)),
 }
 
 
 def render() -> dict[Path, str]:
-    header = "# Rendered by `make manifests` (wukong.launch.examples) with the launcher's own builder. Do not edit.\n"
-    return {
-        K8S / "overlays" / overlay / "pytorchjob.example.yaml": header
-        + to_yaml(build_pytorchjob(f"wukong-train-{overlay}", ARGS, resources))
-        for overlay, resources in EXAMPLES.items()
-    }
+    files = {}
+    for overlay, resources in EXAMPLES.items():
+        folder = K8S / "overlays" / overlay
+        job = pytorchjob.build_pytorchjob(f"wukong-train-{overlay}", ARGS, resources)
+        files[folder / "pytorchjob.example.yaml"] = HEADER + pytorchjob.to_yaml(job)
+        runtime, defaults = RUNTIMES[overlay]
+        request = trainjob.build_trainjob(
+            f"wukong-train-{overlay}", ARGS, replace(resources, priority_class=None), runtime
+        )
+        files[folder / "trainjob.example.yaml"] = HEADER + trainjob.to_yaml(request)
+        runtime_yaml = yaml.safe_dump(build_runtime(runtime, defaults), sort_keys=False)
+        files[K8S / "runtimes" / f"{runtime}.yaml"] = HEADER + runtime_yaml
+    return files
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ from kubeflow.training.models import KubeflowOrgV1RunPolicy
 from kubernetes import client as k8s
 
 from wukong.launch.resources import (
-    DEFAULTS_CONFIG_MAP,
-    S3_SECRET,
     JobResources,
     job_labels,
     job_name,
@@ -87,4 +85,4 @@ def to_yaml(job: KubeflowOrgV1PyTorchJob) -> str:
     return yaml.safe_dump(to_wire(job), sort_keys=False)
 
 
-__all__ = ["CONTAINER", "DEFAULTS_CONFIG_MAP", "S3_SECRET", "JobResources", "build_pytorchjob", "job_name", "to_wire"]
+__all__ = ["CONTAINER", "JobResources", "build_pytorchjob", "job_name", "to_wire"]

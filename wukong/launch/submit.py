@@ -12,24 +12,29 @@ retried step follows the job its first attempt created.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wukong.launch.resources import TWO_WEEKS, JobResources, resources_from_env
+if TYPE_CHECKING:
+    from wukong.launch.resources import JobResources
 
 APIS = ("trainjob", "pytorchjob")
 
 
-def build_job(api: str, train_args: list[str], resources: JobResources, runtime: str | None = None) -> Any:
-    """The job object of ``api`` for ``train_args`` (named after their ``--output``)."""
+def build_job(
+    api: str, train_args: list[str], resources: JobResources, runtime: str | None = None, name: str | None = None
+) -> Any:
+    """The job object of ``api`` for ``train_args``, named ``name`` or after their ``--output`` (so the
+    same run always finds the same job)."""
     output = train_args[train_args.index("--output") + 1]
     if api == "trainjob":
         from wukong.launch import trainjob
 
-        return trainjob.build_trainjob(trainjob.job_name(output), train_args, resources, runtime or trainjob.RUNTIME)
+        name = name or trainjob.job_name(output)
+        return trainjob.build_trainjob(name, train_args, resources, runtime or trainjob.RUNTIME)
     if api == "pytorchjob":
         from wukong.launch import pytorchjob
 
-        return pytorchjob.build_pytorchjob(pytorchjob.job_name(output), train_args, resources)
+        return pytorchjob.build_pytorchjob(name or pytorchjob.job_name(output), train_args, resources)
     raise ValueError(f"api must be one of {', '.join(APIS)}, got {api!r}")
 
 
@@ -44,11 +49,22 @@ def connect(api: str, namespace: str, **kwargs: Any):
     return PyTorchJobLauncher(api_client(), namespace, **kwargs)
 
 
-def launch_training(api: str, train_args: list[str], nodes: int, nproc_per_node: int, gpus_per_node: int) -> Any:
-    """Train on the cluster as the pipeline's train step does with ``launcher=trainjob|pytorchjob``."""
+def job_resources(api: str, nodes: int, nproc_per_node: int, gpus_per_node: int) -> JobResources:
+    """The resources from the environment (:func:`~wukong.launch.resources.resources_from_env`); for a
+    TrainJob without ``WUKONG_PRIORITY_CLASS``, whose runtime (``WUKONG_TRAINING_RUNTIME``) sets it."""
+    from wukong.launch.resources import resources_from_env
+
     resources = resources_from_env(nodes, nproc_per_node, gpus_per_node)
     if api == "trainjob":
-        resources.priority_class = None  # set by the runtime (WUKONG_TRAINING_RUNTIME) for TrainJobs
+        resources.priority_class = None
+    return resources
+
+
+def launch_training(api: str, train_args: list[str], nodes: int, nproc_per_node: int, gpus_per_node: int) -> Any:
+    """Train on the cluster as the pipeline's train step does with ``launcher=trainjob|pytorchjob``."""
+    from wukong.launch.resources import TWO_WEEKS
+
+    resources = job_resources(api, nodes, nproc_per_node, gpus_per_node)
     job = build_job(api, train_args, resources, os.environ.get("WUKONG_TRAINING_RUNTIME") or None)
     launcher = connect(
         api,

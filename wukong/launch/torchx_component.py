@@ -5,9 +5,10 @@ On a laptop::
 
     torchx run -s local_cwd wukong.train --data runs/ml --output runs/tx -j 1x2 -- --config movielens
 
-On Kubernetes, as a PyTorchJob through this project's ``kubeflow`` scheduler::
+On Kubernetes, as a Kubeflow Trainer v2 TrainJob (or, with ``api=pytorchjob``, a v1 PyTorchJob)
+through this project's ``kubeflow`` scheduler::
 
-    torchx run -s kubeflow -cfg namespace=kubeflow wukong.train --image REGISTRY/wukong:0.1.0-cuda \\
+    torchx run -s kubeflow -cfg api=trainjob,namespace=wukong wukong.train --image REGISTRY/wukong:0.1.0-cuda \\
         --data s3://wukong/datasets/ml --output s3://wukong/runs/tx -j 4x8 --gpu 8
 """
 

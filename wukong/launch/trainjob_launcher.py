@@ -74,6 +74,10 @@ class TrainJobLauncher(JobLauncher):
             raise LaunchError(f"reading the runtime of a TrainJob in {self.namespace} failed: {hint}") from None
 
     def create(self, job: TrainJobRequest) -> None:
+        if job.namespace != self.namespace:
+            raise LaunchError(
+                f"TrainJob {job.namespace}/{job.name} cannot be created by a launcher for {self.namespace}"
+            )
         runtime = self.runtime(job.runtime)
         try:
             self.client.train(runtime=runtime, trainer=job.trainer, options=list(job.options))

@@ -82,6 +82,12 @@ class Trainer:
             raise DataError(f"train.batch_size {train.batch_size} is not divisible by the {env.world_size} ranks")
         self.cfg, self.env, self.data_uri, self.output_uri = cfg, env, data_uri, output_uri
         self.output = open_storage(output_uri)
+        self.checkpointer = Checkpointer(output_uri, env, train.keep_checkpoints)
+        if resume != "auto" and self.checkpointer.latest() is not None:  # before anything is written there
+            raise DataError(
+                f"{output_uri}: holds checkpoints of an earlier run; use --resume auto to continue it, "
+                "or give a new --output"
+            )
         self.local_batch = train.batch_size // env.world_size
         common = dict(rank=env.rank, world_size=env.world_size, num_workers=train.num_workers, seed=train.seed)
         self.train_reader = DatasetReader(data_uri, "train", self.local_batch, drop_last=True, **common)
@@ -108,7 +114,6 @@ class Trainer:
         self.total_steps = min(train.max_steps, all_epochs) if train.max_steps else all_epochs  # the real length
         fused = self.model.fused_optimizer if self.model.fused_optimizer.params else None
         self.learning_rates = LearningRates(self.dense_optimizer, fused, train, self.total_steps)  # before _resume
-        self.checkpointer = Checkpointer(output_uri, env, train.keep_checkpoints)
         self.saved_step: int | None = None  # the step this process saved last or resumed from
         self.saved_info: dict[str, Any] = {}  # and the progress saved with it
         self.unchecked_loss: torch.Tensor | None = None  # the last step's loss while not yet checked finite
@@ -118,11 +123,6 @@ class Trainer:
         self.tensorboard = TensorBoard(self.output) if env.is_main else None
         if resume == "auto":
             self._resume()
-        elif self.checkpointer.latest() is not None:
-            raise DataError(
-                f"{output_uri}: holds checkpoints of an earlier run; use --resume auto to continue it, "
-                "or give a new --output"
-            )
 
     # ---- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
