@@ -178,7 +178,11 @@ def _stored(body: dict, namespace: str) -> dict:
     server-set metadata."""
     stored = copy.deepcopy(body)
     stored["metadata"].update(
-        namespace=body["metadata"].get("namespace") or namespace, uid=str(uuid.uuid4()), resourceVersion="1", generation=1, creationTimestamp=_now()
+        namespace=body["metadata"].get("namespace") or namespace,
+        uid=str(uuid.uuid4()),
+        resourceVersion="1",
+        generation=1,
+        creationTimestamp=_now(),
     )
     return stored
 

@@ -7,7 +7,7 @@ operators instead. ``-cfg api=trainjob`` submits a Kubeflow Trainer v2 TrainJob 
 The (single-role, torchrun) AppDef becomes the job that :func:`wukong.launch.build_trainjob` or
 :func:`wukong.launch.build_pytorchjob` builds; ``--dryrun`` prints its YAML, and ``status``, ``log``,
 ``cancel`` and ``list`` follow it. App ids are ``<namespace>:<name>`` for PyTorchJobs and
-``<namespace>:trainjob/<name>`` for TrainJobs. Registered through the ``torchx.schedulers`` entry point.
+``<namespace>:trainjob:<name>`` for TrainJobs. Registered through the ``torchx.schedulers`` entry point.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ STATES = {
     "Complete": AppState.SUCCEEDED,
     "Failed": AppState.FAILED,
 }
-TRAINJOB = "trainjob/"
+TRAINJOB = "trainjob:"
 
 
 def _flag(args: list[str], name: str, default: str) -> str:
