@@ -268,3 +268,19 @@ def test_train_component_under_kfp_local_with_the_trainjob_launcher(tmp_path, mo
     assert job["spec"]["trainer"]["args"][:2] == ["--data", data]
     assert job["spec"]["trainer"]["args"][-2:] == ["--set", "train.max_steps=5"]
     assert job["spec"]["trainer"]["numNodes"] == 2 and cluster.phase[job["metadata"]["name"]] == "Complete"
+
+
+def test_a_trainer_older_than_runtime_patches_is_refused(standin, trainer_client) -> None:
+    """Before v2.2 the TrainJob API had no runtimePatches: the cluster would drop credentials and /dev/shm."""
+    cluster = standin(["Running"], trainer_version="v2.1.0")
+    launcher = TrainJobLauncher(trainer_client(cluster), log=lambda _: None)
+    with pytest.raises(LaunchError, match=r"runs Kubeflow Trainer v2.1.0; these TrainJobs need v2.2 or later"):
+        launcher.run(request())
+    assert not cluster.trainjobs
+
+
+def test_an_unknown_trainer_version_is_said_and_not_fatal(standin, trainer_client) -> None:
+    cluster = standin(["Complete"], trainer_version=None)
+    lines: list[str] = []
+    TrainJobLauncher(trainer_client(cluster), poll_seconds=0.01, log=lines.append).run(request())
+    assert any(line.startswith("Kubeflow Trainer version unknown") for line in lines) and cluster.trainjobs

@@ -9,6 +9,8 @@ SDK's ``get_job_logs`` would read the TrainJob again).
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from kubeflow.common.types import KubernetesBackendConfig
@@ -17,6 +19,7 @@ from kubeflow.trainer.constants import constants
 from kubeflow.trainer.types import types
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError
 
 from wukong.launch.launcher import JobLauncher, LaunchError, LogFollower, latest_condition
 from wukong.launch.resources import kube_configuration
@@ -24,6 +27,10 @@ from wukong.launch.trainjob import NODE, TrainJobRequest
 
 COMPLETE, FAILED = constants.TRAINJOB_COMPLETE, constants.TRAINJOB_FAILED
 EVENT_LINES = 10
+# runtimePatches came with Trainer v2.2; an older TrainJob CRD would silently drop them (credentials,
+# /dev/shm, placement), so older control planes are refused.
+MIN_TRAINER = (2, 2)
+VERSION_CONFIG_MAP = "kubeflow-trainer-public"  # in KUBEFLOW_SYSTEM_NAMESPACE, readable by everyone
 
 
 def _status(error: BaseException) -> int | None:
@@ -73,11 +80,28 @@ class TrainJobLauncher(JobLauncher):
             )
             raise LaunchError(f"reading the runtime of a TrainJob in {self.namespace} failed: {hint}") from None
 
+    def check_trainer(self) -> None:
+        """Refuse a control plane older than ``MIN_TRAINER``; say so when its version cannot be read."""
+        system = os.environ.get("KUBEFLOW_SYSTEM_NAMESPACE", "kubeflow-system")
+        try:
+            data = self.client.backend.core_api.read_namespaced_config_map(VERSION_CONFIG_MAP, system).data
+            version = data["kubeflow_trainer_version"]
+        except (ApiException, HTTPError, KeyError, TypeError):
+            self.log(f"Kubeflow Trainer version unknown (no {system}/{VERSION_CONFIG_MAP}): runtime patches need v2.2+")
+            return
+        if tuple(int(n) for n in re.findall(r"\d+", version)[:2]) < MIN_TRAINER:
+            least = ".".join(map(str, MIN_TRAINER))
+            raise LaunchError(
+                f"this cluster runs Kubeflow Trainer {version}; these TrainJobs need v{least} or later "
+                "(runtimePatches): upgrade the Trainer, or use launcher=pytorchjob with the v1 operator"
+            )
+
     def create(self, job: TrainJobRequest) -> None:
         if job.namespace != self.namespace:
             raise LaunchError(
                 f"TrainJob {job.namespace}/{job.name} cannot be created by a launcher for {self.namespace}"
             )
+        self.check_trainer()
         runtime = self.runtime(job.runtime)
         try:
             self.client.train(runtime=runtime, trainer=job.trainer, options=list(job.options))
@@ -95,8 +119,8 @@ class TrainJobLauncher(JobLauncher):
             return None, []
         try:
             text = self.client.backend.core_api.read_namespaced_pod_log(step.pod_name, self.namespace, container=NODE)
-        except ApiException:
-            return None, []  # the pod may be gone (a restart): logs are best effort
+        except (ApiException, HTTPError):
+            return None, []  # the pod may be gone (a restart), the server briefly away: logs are best effort
         return step.pod_name, text.splitlines()
 
     def trainer_log(self, name: str) -> tuple[str | None, list[str]]:
