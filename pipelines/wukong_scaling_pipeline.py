@@ -94,12 +94,13 @@ def compile_pipeline(path: Path = COMPILED) -> Path:
 def run_locally(workdir: Path, **arguments) -> str:
     """Run the pipeline on this machine with kfp.local (dataset and runs under ``workdir``); returns the
     fitted laws as JSON. ``arguments`` are the pipeline's parameters."""
-    from wukong.pipeline.local import start_local
+    from wukong.pipeline.local import print_restored, start_local
 
     workdir = workdir.absolute()
     start_local(workdir / "kfp")
     arguments = {"dataset_uri": str(workdir / "dataset"), "runs_root": str(workdir / "runs"), **arguments}
-    return wukong_scaling_pipeline(**arguments).output
+    with print_restored():
+        return wukong_scaling_pipeline(**arguments).output
 
 
 if __name__ == "__main__":

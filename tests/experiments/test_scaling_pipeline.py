@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def test_compiled_scaling_pipeline_is_up_to_date(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_point_sweep_under_kfp_local(tmp_path: Path) -> None:
+    printer = builtins.print
     laws = run_locally(
         tmp_path,
         source="teacher",
@@ -42,6 +44,7 @@ def test_two_point_sweep_under_kfp_local(tmp_path: Path) -> None:
         preset="tiny",
         overrides=QUICK,
     )
+    assert builtins.print is printer, "kfp.local's indented print leaked out of the run"
     runs = sorted((tmp_path / "runs").glob("*/*/trial.json"))
     records = [json.loads(p.read_text()) for p in runs]
     assert sorted(r["id"] for r in records) == ["dlrm-00-s0", "dlrm-01-s0"]

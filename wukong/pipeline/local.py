@@ -8,9 +8,12 @@ maps) are ignored by the local runner.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import hashlib
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,18 @@ def start_local(pipeline_root: Path) -> None:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     # Each step names the project image; locally this environment *is* that image's environment.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
+
+
+@contextlib.contextmanager
+def print_restored() -> Iterator[None]:
+    """Give ``print`` back as it was: kfp.local (2.17) indents ``print`` by patching ``builtins.print``
+    per task, and tasks of a ``ParallelFor`` undo those patches out of order, which leaves every later
+    ``print`` of this process indented (a ``--dry-run``'s YAML, for one)."""
+    original = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = original
 
 
 @dataclass
