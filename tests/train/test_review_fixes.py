@@ -262,11 +262,10 @@ def test_a_resume_at_an_epoch_end_does_not_validate_that_step_again(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pipeline", ["--pipeline", "--no-pipeline"])
-def test_an_uninterrupted_run_trains_every_epoch(small_dataset: str, tmp_path: Path, pipeline: str) -> None:
+def test_an_uninterrupted_run_trains_every_epoch(small_dataset: str, tmp_path: Path) -> None:
     """Each epoch gets a fresh iterator of the reader, and each epoch end is validated once."""
     steps = DatasetReader(small_dataset, "train", 256).batches_per_epoch
-    run = wukong_train(small_dataset, tmp_path / "run", "--epochs", "3", pipeline)
+    run = wukong_train(small_dataset, tmp_path / "run", "--epochs", "3")
     assert run.returncode == 0, run.output[-3000:]
     assert run.card()["steps"] == 3 * steps
     assert run.card()["epochs_completed"] == 3
