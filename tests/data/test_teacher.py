@@ -86,6 +86,7 @@ def test_the_stored_oracle_matches_the_generator(tmp_path: Path) -> None:
     assert seen == 20_000
 
 
+@pytest.mark.slow
 def test_oracle_beats_an_oracle_free_baseline(tmp_path: Path) -> None:
     """The teacher's own probabilities against a baseline fitted on the training rows (per-id CTRs
     combined additively in logit space, smoothed): the oracle must win on held-out rows, by LogLoss
@@ -136,6 +137,7 @@ def test_a_modified_oracle_file_is_detected(tmp_path: Path) -> None:
         read_oracle(str(out), "test")
 
 
+@pytest.mark.slow
 def test_streaming_memory_does_not_grow_with_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Generating rows and streaming their oracle probabilities to Parquet holds one chunk, however
     many rows: 8x more rows take no more peak memory (chunks are made small so that many pass

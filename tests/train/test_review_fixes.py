@@ -128,6 +128,7 @@ def two_ranks(small_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> l
     return [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.mark.slow
 def test_predict_gathers_every_row_on_the_groups_device(two_ranks: list[dict], small_dataset: str) -> None:
     alone = predict(
         lambda b: b.dense.sum(1), DatasetReader(small_dataset, "valid", 50, shuffle=False, drop_last=False), "cpu"
@@ -138,10 +139,12 @@ def test_predict_gathers_every_row_on_the_groups_device(two_ranks: list[dict], s
         assert rank["probabilities"] == pytest.approx(alone.probabilities.tolist())
 
 
+@pytest.mark.slow
 def test_rank_0_decides_the_latest_checkpoint(two_ranks: list[dict]) -> None:
     assert [rank["latest"] for rank in two_ranks] == [5, 5]
 
 
+@pytest.mark.slow
 def test_a_complete_checkpoint_is_never_rewritten(two_ranks: list[dict]) -> None:
     assert [rank["saved_again"] for rank in two_ranks] == [False, False]
 
