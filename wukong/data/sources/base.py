@@ -42,6 +42,15 @@ class RawChunk:
     table: pa.Table
     rejects: list[Reject] = field(default_factory=list)
 
+    @classmethod
+    def generated(cls, spec: SourceSpec, labels, dense, ids, **extra) -> RawChunk:
+        """A chunk of generated rows: ``dense (N, |spec.dense|)`` and ``ids (N, |spec.sparse|)`` arrays
+        in the spec's column order, plus any ``extra`` columns (e.g. the oracle probability)."""
+        columns = {"label": pa.array(labels), **{name: pa.array(v) for name, v in extra.items()}}
+        columns.update({name: pa.array(dense[:, j]) for j, name in enumerate(spec.dense)})
+        columns.update({name: pa.array(ids[:, j]) for j, (name, _) in enumerate(spec.sparse)})
+        return cls(pa.table(columns))
+
 
 class Source(ABC):
     """A re-iterable stream of raw rows: :meth:`chunks` yields the same rows in the same order each time."""

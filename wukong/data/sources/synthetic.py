@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from wukong.data.sources.base import RawChunk, Source, SourceSpec
 
@@ -121,10 +120,7 @@ class SyntheticSource(Source):
     def chunks(self) -> Iterator[RawChunk]:
         for index, start in enumerate(range(0, self.rows, CHUNK_ROWS)):
             dense, ids, labels = self.generate(index, min(CHUNK_ROWS, self.rows - start))
-            columns = {"label": pa.array(labels)}
-            columns.update({name: pa.array(dense[:, j]) for j, name in enumerate(self.spec.dense)})
-            columns.update({name: pa.array(ids[:, j]) for j, (name, _) in enumerate(self.spec.sparse)})
-            yield RawChunk(pa.table(columns))
+            yield RawChunk.generated(self.spec, labels, dense, ids)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -67,7 +67,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from wukong.data.errors import DataError
 from wukong.data.sources.base import ORACLE_COLUMN, RawChunk, Source, SourceSpec
@@ -295,10 +294,7 @@ class TeacherSource(Source):
     def chunks(self) -> Iterator[RawChunk]:
         for index, start in enumerate(range(0, self.rows, CHUNK_ROWS)):
             dense, ids, probability, labels = self.generate(index, min(CHUNK_ROWS, self.rows - start))
-            columns = {"label": pa.array(labels), ORACLE_COLUMN: pa.array(probability)}
-            columns.update({name: pa.array(dense[:, j]) for j, name in enumerate(self.spec.dense)})
-            columns.update({name: pa.array(ids[:, j]) for j, (name, _) in enumerate(self.spec.sparse)})
-            yield RawChunk(pa.table(columns))
+            yield RawChunk.generated(self.spec, labels, dense, ids, **{ORACLE_COLUMN: probability})
 
     def describe(self) -> dict[str, Any]:
         return {
