@@ -37,6 +37,7 @@ MLP_NORMS = ("none", "batchnorm", "layernorm")
 LINEAR_INITS = ("torch", "xavier_normal", "xavier_uniform", "kaiming_normal")
 PROJECTION_INITS = ("xavier_uniform", "xavier_normal", "normal")
 FMB_ACTIVATIONS = ("none", "relu")
+LAYER_NORMS = ("dim", "layer")
 EMBEDDING_INITS = ("torchrec", "uniform", "normal")
 # The presets folder: the repository's configs/ (editable installs), or WUKONG_CONFIGS (images set it).
 PRESETS_DIR = Path(os.environ.get("WUKONG_CONFIGS") or Path(__file__).resolve().parent.parent / "configs")
@@ -158,6 +159,8 @@ class ModelConfig:
     head_mlp: list[int] = field(default_factory=lambda: [512, 256])  # final MLP over flatten(X_l) -> logit
     fm_projection_init: str = "xavier_uniform"  # static Y: xavier_uniform, xavier_normal, or normal (N(0,1))
     fmb_activation: str = "none"  # on each FMB's output: none, or relu (as FuxiCTR's WuKong)
+    layer_dropout: float = 0.0  # dropout on each Wukong layer's concat(FMB, LCB) before the residual sum
+    layer_norm: str = "dim"  # each Wukong layer's LayerNorm: over d per row (dim) or over all n·d (layer)
     # Regularisation of the interaction MLPs (every model; group keys override the mlp_* ones).
     mlp_dropout: float = 0.0  # dropout probability after each hidden ReLU
     mlp_norm: str = "none"  # between each hidden Linear and its ReLU: none, batchnorm, layernorm
@@ -204,6 +207,8 @@ class ModelConfig:
             _mlp_group("model", getattr(self, f"{prefix}dropout"), getattr(self, f"{prefix}norm"), prefix)
         _choice("model", "fm_projection_init", self.fm_projection_init, PROJECTION_INITS)
         _choice("model", "fmb_activation", self.fmb_activation, FMB_ACTIVATIONS)
+        _dropout("model", layer_dropout=self.layer_dropout)
+        _choice("model", "layer_norm", self.layer_norm, LAYER_NORMS)
         _choice("model", "linear_init", self.linear_init, LINEAR_INITS)
         _choice("model", "embedding_init", self.embedding_init, EMBEDDING_INITS)
 

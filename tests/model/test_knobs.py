@@ -15,6 +15,7 @@ from wukong.data.batch import random_batch
 from wukong.model import build_arch, build_model, count_flops
 from wukong.model.blocks import FactorizationMachineBlock, StaticProjection
 from wukong.model.embedding import FeatureEmbedding
+from wukong.model.stack import WukongLayer
 from wukong.model.init import Linear
 from wukong.model.mlp import MLP
 from wukong.schema import FeatureSchema, SparseFeature
@@ -160,6 +161,32 @@ def test_fmb_activation() -> None:
     assert (plain(x) < 0).any() and (relu(x) == 0).any()
 
 
+def test_layer_dropout_drops_the_interaction_branch_in_training_only() -> None:
+    x = torch.randn(64, 6, 4)
+    kwargs = dict(num_inputs=6, dim=4, num_fmb=3, num_lcb=3, rank=2, fmb_hidden=[8])
+    dropped, plain = WukongLayer(**kwargs, dropout=0.5), WukongLayer(**kwargs)
+    plain.load_state_dict(dropped.state_dict())
+    torch.testing.assert_close(dropped.eval()(x), plain.eval()(x))
+    branch = torch.cat([plain.fmb(x), plain.lcb(x)], dim=1).detach()
+    torch.manual_seed(0)
+    out = dropped.train()(x)
+    torch.manual_seed(0)
+    kept = torch.nn.functional.dropout(torch.ones_like(branch), 0.5)  # the same mask, scaled by 1/(1-p)
+    assert (kept == 0).any() and not torch.allclose(out, plain(x))
+    torch.testing.assert_close(out, torch.nn.functional.layer_norm(kept * branch + x, (4,)), atol=1e-5, rtol=1e-5)
+
+
+def test_layer_norm_over_the_whole_layer() -> None:
+    x = torch.randn(16, 6, 4) * torch.arange(1, 7).view(1, 6, 1)  # rows of different scales
+    kwargs = dict(num_inputs=6, dim=4, num_fmb=3, num_lcb=3, rank=2, fmb_hidden=[8])
+    per_row, per_layer = WukongLayer(**kwargs).eval(), WukongLayer(**kwargs, norm="layer").eval()
+    rows, whole = per_row(x), per_layer(x)
+    torch.testing.assert_close(rows.std(dim=2, unbiased=False), torch.ones(16, 6), atol=1e-3, rtol=0)
+    torch.testing.assert_close(whole.flatten(1).std(dim=1, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
+    assert (whole.std(dim=2, unbiased=False) - 1).abs().max() > 0.05  # rows keep their relative scale
+    assert per_layer.norm.weight.shape == (6, 4)
+
+
 def embedding_of(schema: FeatureSchema, **init) -> FeatureEmbedding:
     return FeatureEmbedding(schema, dim=16, dense_hidden=[8], **init)
 
@@ -196,6 +223,8 @@ def test_embedding_init_is_configured(tiny: Config, tiny_schema: FeatureSchema) 
         ("model.linear_init=orthogonal", "model.linear_init must be one of torch, xavier_normal"),
         ("model.fm_projection_init=zeros", "model.fm_projection_init must be one of"),
         ("model.fmb_activation=gelu", "model.fmb_activation must be one of none, relu"),
+        ("model.layer_dropout=-0.1", "model.layer_dropout must be in [0, 1)"),
+        ("model.layer_norm=batch", "model.layer_norm must be one of dim, layer"),
         ("model.embedding_init=xavier", "model.embedding_init must be one of torchrec, uniform, normal"),
         ("model.embedding_init_scale=0", "model.embedding_init_scale must be > 0"),
     ],

@@ -12,26 +12,78 @@ from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Mod
 
 from components import evaluate, ingest, register, train
 from pipelines.wukong_pipeline import COMPILED, compile_pipeline
+from wukong.cli import main
 from wukong.data.errors import DataError
 from wukong.pipeline import steps
-from wukong.pipeline.local import LocalRun
 from wukong.registry import open_registry
 
 QUICK = ["train.max_steps=60", "train.batch_size=256"]
 
 
 @pytest.mark.slow
-def test_whole_pipeline_under_kfp_local(tmp_path: Path) -> None:
-    summary = LocalRun(workdir=tmp_path, rows=20_000, overrides=QUICK, min_auc=0.5).run()
-    assert summary["dataset"]["rows"]["train"] > 15_000
-    registry = open_registry(str(tmp_path / "registry"))
+def test_whole_pipeline_under_kfp_local(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main job's command, as `make demo` runs it: a short, readable screen (one line per step, then
+    the summary); the steps' own output (the KFP executor's JSON, training's log) in a log file under
+    the workdir; then the registry and the model found without being named."""
+    workdir = tmp_path / "runs" / "demo"
+    sets = [item for override in QUICK for item in ("--set", override)]
+    argv = ["pipeline", "run", "--local", "--workdir", str(workdir), "--rows", "20000", *sets, "--min-auc", "0.5"]
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    lines = shown.splitlines()
+    assert len(lines) < 40
+    for step in ("ingest", "train", "evaluate", "register"):
+        assert sum(line.startswith(f"{step} ") for line in lines) == 1, shown
+    assert "KFP Executor" not in shown and "executor_input" not in shown
+    logs = list((workdir / "logs").glob("pipeline-*.log"))
+    assert len(logs) == 1 and f"log         {logs[0]}" in shown
+    log = logs[0].read_text()
+    assert "[KFP Executor" in log and "Got executor_input" in log and "finished with status SUCCESS" in log
+    assert "\x1b[" not in log  # colour codes stay on the terminal
+
+    registry = open_registry(str(workdir / "registry"))
     versions = registry.versions("wukong-ctr")
-    assert [v.version for v in versions] == [1] and summary["registered_version"] == 1
-    assert versions[0].metrics["auc"] == pytest.approx(summary["test"]["auc"])
-    assert versions[0].lineage["dataset"] == str(tmp_path / "dataset")
-    assert summary["production_now"] == 1 and summary["registered_by_this_run"]  # nothing in production: promoted
-    report = Path(summary["report"]).read_text()
+    assert [v.version for v in versions] == [1] and registry.production("wukong-ctr").version == 1
+    assert f"AUC {versions[0].metrics['auc']:.4f}" in shown
+    assert versions[0].lineage["dataset"] == str(workdir / "dataset")
+    assert "version 1 registered; promoted to production" in shown  # nothing in production before
+    train_rows = int(re.search(r"train ([\d,]+) ·", shown)[1].replace(",", ""))
+    assert train_rows > 15_000
+    run = re.search(r"report\s+(\S+)/report-test.html", shown)[1]
+    report = Path(run, "report-test.html").read_text()
     assert report.count('src="data:image/png;base64,') == 3 and "<script" not in report
+
+    # Right after the demo, from the folder it ran in: no --registry, no --data, no --output needed.
+    monkeypatch.delenv("WUKONG_REGISTRY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["registry", "list"]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"wukong-ctr\s+1\s+production", captured.out)
+    assert captured.err.startswith("wukong registry list: registry runs/demo/registry ")
+    Path(run, "eval-test.json").unlink()
+    assert main(["evaluate", "--model", run]) == 0
+    err = capsys.readouterr().err
+    assert f"data {workdir / 'dataset'} (the dataset the model was trained on)" in err
+    evaluation = json.loads(Path(run, "eval-test.json").read_text())
+    assert evaluation["auc"] == pytest.approx(versions[0].metrics["auc"])
+
+
+@pytest.mark.slow
+def test_a_failing_step_shows_its_last_lines_and_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-day.tsv"
+    argv = ["pipeline", "run", "--local", "--workdir", str(tmp_path), "--source", "criteo", "--input", str(missing)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    failed = next(i for i, line in enumerate(lines) if line.startswith("ingest "))
+    assert "FAILED" in lines[failed]
+    tail = lines[failed + 1 :]
+    assert 1 < len(tail) <= 15 and f"{missing}: input does not exist" in tail[-1]
+    assert not any(line.startswith(("train ", "evaluate ", "register ")) for line in lines)
+    log = next((tmp_path / "logs").glob("pipeline-*.log"))
+    assert captured.err.strip() == f"wukong pipeline run: step ingest failed; its output is in {log}"
 
 
 def fake_output(kind, tmp_path: Path, name: str):
@@ -114,9 +166,10 @@ def training_output(folder: Path, seed: int) -> str:
 
 def test_promotion_gate_in_the_register_step(tmp_path: Path) -> None:
     registry = str(tmp_path / "reg")
-    first = steps.register(training_output(tmp_path / "a", 1), {"auc": 0.75}, registry, "ctr", 0.6, 0.01)
-    worse = steps.register(training_output(tmp_path / "b", 2), {"auc": 0.70}, registry, "ctr", 0.6, 0.01)
-    better = steps.register(training_output(tmp_path / "c", 3), {"auc": 0.80}, registry, "ctr", 0.6, 0.01)
+    gate = dict(registry_uri=registry, registered_name="ctr", min_auc=0.6, tolerance=0.01, export=False)  # no model
+    first = steps.register(training_output(tmp_path / "a", 1), {"auc": 0.75}, **gate)
+    worse = steps.register(training_output(tmp_path / "b", 2), {"auc": 0.70}, **gate)
+    better = steps.register(training_output(tmp_path / "c", 3), {"auc": 0.80}, **gate)
     assert (first["version"], first["promoted"]) == (1, True)
     assert (worse["version"], worse["promoted"]) == (2, False) and "worse than production" in worse["reason"]
     assert (better["version"], better["promoted"]) == (3, True)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from wukong import __version__
-from wukong.cli import data, launch, models, pipeline, registry, sweep, train, tune
+from wukong.cli import data, launch, models, pipeline, registry, serve, sweep, train, tune
 from wukong.config import ConfigError
 from wukong.data.errors import DataError
 from wukong.io import StorageError
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(commands)
     launch.register(commands)
     registry.register(commands)
+    serve.register(commands)
     pipeline.register(commands)
     models.register(commands)
     tune.register(commands)

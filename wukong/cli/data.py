@@ -18,18 +18,58 @@ def _ratios(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def _inputs(values: list[str] | None) -> tuple[Path | None, dict[str, Path]]:
+    """``--input PATH`` (once), or ``--input SPLIT=PATH`` (once per split): the path, or the paths by split.
+    A value that is an existing path is a path even when it holds ``=`` (``day=2024-01-01/``)."""
+    from wukong.data.errors import DataError
+
+    paths, by_split = [], {}
+    for value in values or []:
+        name, equals, path = value.partition("=")
+        if not equals or Path(value).exists() or not name.isidentifier():
+            paths.append(Path(value))
+            continue
+        if not path:
+            raise DataError(f"--input {value}: no path after '='")
+        if name in by_split:
+            raise DataError(f"--input {name}=PATH is given twice")
+        by_split[name] = Path(path)
+    if len(paths) > 1 or (paths and by_split):
+        raise DataError("--input: give one PATH, or one SPLIT=PATH per split (train=, valid=, test=)")
+    return (paths[0] if paths else None), by_split
+
+
+def _split_by(args: argparse.Namespace, given_splits: bool) -> str:
+    """How rows are split: by the --input files, by --split-column, or --split-by (default ratio)."""
+    from wukong.data.errors import DataError
+
+    if given_splits:
+        if args.split is not None or args.split_by not in (None, "column") or args.split_column:
+            raise DataError(
+                "--input SPLIT=PATH files give the splits; drop --split, --split-by and --split-column "
+                "(or give one --input PATH)"
+            )
+        return "column"
+    if args.split_column:
+        if args.split_by not in (None, "column"):
+            raise DataError(f"--split-column goes with --split-by column, not --split-by {args.split_by}")
+        return "column"
+    return args.split_by or "ratio"
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from wukong.data.inspect import summarize
     from wukong.data.prepare import PrepareOptions, prepare
-    from wukong.data.sources import open_source
+    from wukong.data.sources import open_given_splits, open_source
 
+    input_path, given_splits = _inputs(args.input)
     options = PrepareOptions(
         shard_rows=args.shard_rows,
         block_rows=args.block_rows,
-        split=args.split,
-        split_by=args.split_by,
+        **({"split": args.split} if args.split else {}),
+        split_by=_split_by(args, bool(given_splits)),
         seed=args.seed,
         categorical=args.categorical,
         min_count=args.min_count,
@@ -38,15 +78,18 @@ def _prepare(args: argparse.Namespace) -> int:
         max_reject_ratio=args.max_reject_ratio,
         overwrite=args.overwrite,
     )
-    source = open_source(
-        args.source,
-        args.input,
-        spec=args.spec,
-        rows=args.rows,
-        seed=args.seed,
-        cardinality=args.cardinality,
-        teacher=_teacher_config(args),
-    )
+    source_options = {
+        "spec": args.spec,
+        "rows": args.rows,
+        "seed": args.seed,
+        "cardinality": args.cardinality,
+        "teacher": _teacher_config(args),
+        "split_column": args.split_column,
+    }
+    if given_splits:
+        source = open_given_splits(args.source, given_splits, **source_options)
+    else:
+        source = open_source(args.source, input_path, **source_options)
     total = 2 * source.total_rows if source.total_rows else None
     with tqdm(
         total=total, unit=" rows", unit_scale=True, desc="prepare (fit, then write)", disable=args.quiet, delay=0.5
@@ -87,12 +130,14 @@ def _teacher_config(args: argparse.Namespace):
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from wukong.cli.locations import dataset_uri
     from wukong.data.inspect import summarize
     from wukong.data.manifest import read_manifest
     from wukong.io import open_storage
 
-    manifest = read_manifest(open_storage(args.uri))
-    print(manifest.to_json() if args.json else summarize(manifest, args.uri))
+    uri = dataset_uri(args.uri, "data inspect")
+    manifest = read_manifest(open_storage(uri))
+    print(manifest.to_json() if args.json else summarize(manifest, uri))
     return 0
 
 
@@ -120,7 +165,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "and publish manifest.json last (nothing half-written is ever visible).",
     )
     prepare.add_argument("--source", required=True, choices=SOURCE_NAMES)
-    prepare.add_argument("--input", type=Path, help="input file or folder (movielens without it downloads the data)")
+    prepare.add_argument(
+        "--input",
+        action="append",
+        metavar="PATH | SPLIT=PATH",
+        help="input file or folder (movielens without it downloads the data); or, for criteo and parquet, "
+        "splits given as files: --input train=PATH --input valid=PATH [--input test=PATH]",
+    )
     prepare.add_argument("--output", required=True, metavar="URI", help="dataset folder, file:// or s3://bucket/prefix")
     prepare.add_argument("--spec", type=Path, help="feature spec YAML (parquet source)")
     prepare.add_argument(
@@ -137,16 +188,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument(
         "--split",
         type=_ratios,
-        default=(0.8, 0.1, 0.1),
         metavar="T,V,T",
         help="train,valid,test fractions (0.8,0.1,0.1)",
     )
     prepare.add_argument(
         "--split-by",
         choices=("ratio", "time", "column"),
-        default="ratio",
-        help="random by seeded row hash, oldest rows train / newest test, or as the parquet spec's `split` column "
-        "says (a split fixed upstream) (%(default)s)",
+        help="random by seeded row hash (the default), oldest rows train / newest test, or as a column says "
+        "(a split fixed upstream: --split-column, or the parquet spec's `split`)",
+    )
+    prepare.add_argument(
+        "--split-column",
+        metavar="NAME",
+        help="parquet: the column naming each row's split, train/valid/test (implies --split-by column)",
     )
     prepare.add_argument(
         "--categorical",
@@ -169,6 +223,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     prepare.set_defaults(func=_prepare)
 
     inspect = actions.add_parser("inspect", help="print a dataset's manifest as a readable summary")
-    inspect.add_argument("uri", help="dataset folder, file:// or s3:// URI")
+    inspect.add_argument(
+        "uri",
+        nargs="?",
+        help="dataset folder, file:// or s3:// URI (default: the newest runs/*/dataset of a local pipeline run)",
+    )
     inspect.add_argument("--json", action="store_true", help="print the raw manifest")
     inspect.set_defaults(func=_inspect)

@@ -20,12 +20,15 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
+
+    from wukong.pipeline.console import StepFailed, short_path
     from wukong.pipeline.local import LocalRun, format_summary
 
     if not args.local:
         print("wukong pipeline run: only --local runs here; use `wukong pipeline submit --host URL` for a cluster")
         return 2
-    summary = LocalRun(
+    run = LocalRun(
         workdir=Path(args.workdir),
         source=args.source,
         input_uri=str(args.input or ""),
@@ -38,7 +41,15 @@ def _run(args: argparse.Namespace) -> int:
         registered_name=args.registered_name,
         min_auc=args.min_auc,
         tolerance=args.tolerance,
-    ).run()
+        verbose=args.verbose,
+    )
+    log_path = run.log_path()
+    print(f"running the pipeline on this machine (kfp.local); every step's output goes to {short_path(str(log_path))}")
+    try:
+        summary = run.run(log_path=log_path)
+    except StepFailed as error:
+        print(f"wukong pipeline run: {error}", file=sys.stderr)
+        return 1
     print(format_summary(summary))
     return 0
 
@@ -105,6 +116,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--registered-name", default="wukong-ctr")
     run.add_argument("--min-auc", type=float, default=0.6)
     run.add_argument("--tolerance", type=float, default=0.002)
+    run.add_argument(
+        "--verbose", action="store_true", help="show every step's output live too (it always goes to the log file)"
+    )
     run.set_defaults(func=_run)
 
     def remote(name: str, help_text: str, func) -> argparse.ArgumentParser:

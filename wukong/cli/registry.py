@@ -7,9 +7,10 @@ import json
 
 
 def _open(args: argparse.Namespace):
+    from wukong.cli.locations import registry_uri
     from wukong.registry import open_registry
 
-    return open_registry(args.registry)
+    return open_registry(registry_uri(args.registry, f"registry {args.action}"))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -61,7 +62,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     def add(name: str, help_text: str, func) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text)
         parser.add_argument(
-            "--registry", required=True, metavar="URI", help="folder, s3:// prefix, or kubeflow://host:port"
+            "--registry",
+            metavar="URI",
+            help="folder, s3:// prefix, or kubeflow://host:port (default: $WUKONG_REGISTRY, else the newest "
+            "runs/*/registry of a local pipeline run, here or in a parent folder)",
         )
         parser.set_defaults(func=func)
         return parser

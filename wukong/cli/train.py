@@ -87,13 +87,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from wukong.cli.locations import announce, training_dataset
     from wukong.evaluate import HEADLINE, ORACLE_HEADLINE, evaluate_model
     from wukong.io import open_storage
     from wukong.train.outputs import METRICS, write_json
 
-    result = evaluate_model(args.model, args.data, args.split, args.batch_size)
+    data = args.data or training_dataset(args.model, "evaluate")
+    result = evaluate_model(args.model, data, args.split, args.batch_size)
     if int(os.environ.get("RANK", "0")) == 0:
-        write_json(open_storage(args.output), METRICS, result)
+        # Without --output, beside the model, where the pipeline's evaluate step writes it too.
+        folder, name = (args.output, METRICS) if args.output else (args.model, f"eval-{args.split}.json")
+        write_json(open_storage(folder), name, result)
+        if not args.output:
+            announce("evaluate", f"metrics written to {folder.rstrip('/')}/{name}")
         print(
             " ".join(
                 f"{k} {result[k]:.4f}" if isinstance(result[k], float) else f"{k} {result[k]}"
@@ -128,8 +134,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     evaluate = commands.add_parser("evaluate", help="AUC / LogLoss / NE / calibration of a trained model")
     evaluate.add_argument("--model", required=True, metavar="URI", help="the --output folder of a training run")
-    evaluate.add_argument("--data", required=True, metavar="URI", help="a prepared dataset")
+    evaluate.add_argument(
+        "--data", metavar="URI", help="a prepared dataset (default: the one the model was trained on)"
+    )
     evaluate.add_argument("--split", default="test", help="split to evaluate (default: %(default)s)")
-    evaluate.add_argument("--output", required=True, metavar="URI", help="folder for metrics.json")
+    evaluate.add_argument(
+        "--output", metavar="URI", help="folder for metrics.json (default: eval-SPLIT.json in the --model folder)"
+    )
     evaluate.add_argument("--batch-size", type=int, default=4096)
     evaluate.set_defaults(func=_evaluate)

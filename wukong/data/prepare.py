@@ -1,12 +1,16 @@
 """``wukong data prepare``: a source's raw rows → a published dataset of WebDataset shards.
 
-Two passes over the source (three with a time split), so memory is bounded by a chunk and the
-vocabularies whatever the input size:
+The input is parsed once and then read from a local spool, part by part (:mod:`wukong.data.stages`),
+so memory is bounded by a chunk and the vocabularies whatever the input size, and ``workers``
+processes can share the parts with the same rows and ids as one:
 
-0. (time split only) a reservoir sample of the time column fixes the valid/test cut-offs;
-1. *fit*: validate rows, count rejects, assign splits, fit vocabularies and dense statistics on the
-   **training rows only**. Too many rejects → fail here, before anything is written;
-2. *write*: encode every row and append it to its split's shards.
+1. *scan*: read and validate every part, spool its valid rows, count rejects. Too many rejects → fail
+   here, before anything is written. The parts' row counts give every row its id (its position in
+   the source); (time split only) a reservoir sample of the spooled time column fixes the cut-offs;
+2. *count*: assign splits and fit vocabularies and dense statistics on the **training rows only**,
+   part by part; the parts' fits merge in part order;
+3. *encode*: encode every row and append it to its split's shards (one writer per group of parts);
+4. *commit*: side files, then the manifest.
 
 Publication is all-or-nothing: shards, vocabulary, rejects and oracle probabilities (sources that know
 each row's true probability, see :mod:`wukong.data.oracle`) carry this run's id in their names and
@@ -17,14 +21,15 @@ interrupted run (no manifest references them) are removed at the start of the ne
 
 from __future__ import annotations
 
+import copy
 import datetime
+import functools
 import io
-import json
 import secrets
 import tempfile
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wukong import __version__
+from wukong.data.encode import encode_block, value_types
 from wukong.data.errors import DataError
 from wukong.data.manifest import MANIFEST, SPLITS, Manifest, read_manifest
-from wukong.data.oracle import OracleWriter
 from wukong.data.preprocess import (
     SPLIT_CODES,
     ColumnSplit,
@@ -47,14 +52,13 @@ from wukong.data.preprocess import (
     TimeSplit,
     transform_dense,
 )
-from wukong.data.rows import Jagged, Layout, RowBlock
-from wukong.data.shards import ShardWriter
-from wukong.data.sources.base import Reject, Source
+from wukong.data.rows import Layout, RowBlock
+from wukong.data.sources.base import Source, SourceSpec
+from wukong.data.stages import Rejects, Scanned, Workers, Written, count, encode, groups, scan, spooled
 from wukong.io import Storage, open_storage
 from wukong.schema import FeatureSchema, SparseFeature
 
 TIME_SAMPLE = 1_000_000
-MAX_REJECT_LINES = 10_000
 
 
 @dataclass
@@ -88,32 +92,14 @@ class PrepareOptions:
             raise DataError(f"--split: {error}") from None
 
 
-@dataclass
-class _Rejects:
-    counts: Counter = field(default_factory=Counter)
-    lines: list[Reject] = field(default_factory=list)
-
-    def add(self, rejects: list[Reject]) -> None:
-        for reject in rejects:
-            self.counts[reject.reason] += 1
-            if len(self.lines) < MAX_REJECT_LINES:
-                self.lines.append(reject)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def to_jsonl(self) -> bytes:
-        return "".join(json.dumps({"reason": r.reason, "text": r.text}) + "\n" for r in self.lines).encode()
-
-
-def _time_split(source: Source, options: PrepareOptions) -> TimeSplit:
-    """Cut-offs at the train and train+valid quantiles of the time column (a reservoir sample)."""
+def _time_split(source: Source, options: PrepareOptions, tables: Callable[[], Iterable[pa.Table]]) -> TimeSplit:
+    """Cut-offs at the train and train+valid quantiles of the time column (a reservoir sample of the
+    valid rows' ``tables``, in source order)."""
     if source.spec.time is None:
         raise DataError(f"--split-by time: the {source.name} source has no time column")
     reservoir = Reservoir(TIME_SAMPLE, np.random.default_rng(options.seed))
-    for chunk in source.chunks():
-        reservoir.add(pc.fill_null(chunk.table.column(source.spec.time), 0).to_numpy().astype(np.float64))
+    for table in tables():
+        reservoir.add(pc.fill_null(table.column(source.spec.time), 0).to_numpy().astype(np.float64))
     if not reservoir.seen:
         return TimeSplit(0, 0)
     train, valid, _ = options.split
@@ -121,7 +107,9 @@ def _time_split(source: Source, options: PrepareOptions) -> TimeSplit:
     return TimeSplit(float(valid_start), float(test_start))
 
 
-def _splitter(source: Source, options: PrepareOptions) -> RatioSplit | TimeSplit | ColumnSplit:
+def _splitter(
+    source: Source, options: PrepareOptions, tables: Callable[[], Iterable[pa.Table]]
+) -> RatioSplit | TimeSplit | ColumnSplit:
     if options.split_by == "column":
         if source.spec.split is None:
             raise DataError(f"--split-by column: the {source.name} source names no split column (spec key `split`)")
@@ -131,15 +119,18 @@ def _splitter(source: Source, options: PrepareOptions) -> RatioSplit | TimeSplit
             f"the feature spec names split column {source.spec.split!r}: pass --split-by column to use that split, "
             "or remove `split` from the spec"
         )
-    return _time_split(source, options) if options.split_by == "time" else RatioSplit(*options.split, seed=options.seed)
+    if options.split_by == "time":
+        return _time_split(source, options, tables)
+    return RatioSplit(*options.split, seed=options.seed)
 
 
 class _Encoder:
     """The fitted transformation of raw chunks into row blocks, one categorical encoder per feature."""
 
-    def __init__(self, source: Source, options: PrepareOptions) -> None:
-        self.spec = source.spec
-        self.splitter = _splitter(source, options)
+    def __init__(
+        self, spec: SourceSpec, splitter: RatioSplit | TimeSplit | ColumnSplit, options: PrepareOptions
+    ) -> None:
+        self.spec, self.splitter = spec, splitter
         make = (
             (lambda: FrequencyVocabulary(options.min_count, options.max_vocab))
             if options.categorical == "frequency"
@@ -147,6 +138,7 @@ class _Encoder:
         )
         self.encoders = {name: make() for name, _ in self.spec.sparse}
         self.dense_stats = {name: DenseStats() for name in self.spec.dense}
+        self.value_types: dict[str, str] = {}  # of the raw sparse columns: predict casts new rows to them
         self.label_sum = Counter()
         self.rows = Counter()
 
@@ -167,11 +159,24 @@ class _Encoder:
             mask = splits == code
             self.rows[name] += int(mask.sum())
             self.label_sum[name] += float(labels[mask].sum())
+        if not self.value_types or "null" in self.value_types.values():  # a chunk of nulls says nothing
+            self.value_types = value_types(table, [name for name, _ in self.spec.sparse])
         train = table.filter(pa.array(splits == SPLIT_CODES["train"]))
         for name, _ in self.spec.sparse:
             self.encoders[name].fit(train.column(name))
         for name in self.spec.dense:
             self.dense_stats[name].update(transform_dense(train.column(name)))
+
+    def merge(self, other: _Encoder) -> None:
+        """Add what ``other`` fitted on the rows of another part (parts merge in source order)."""
+        for name, encoder in self.encoders.items():
+            encoder.merge(other.encoders[name])
+        for name, stats in self.dense_stats.items():
+            stats.merge(other.dense_stats[name])
+        self.label_sum.update(other.label_sum)
+        self.rows.update(other.rows)
+        if other.value_types and (not self.value_types or "null" in self.value_types.values()):
+            self.value_types = other.value_types
 
     def finish(self) -> None:
         for encoder in self.encoders.values():
@@ -185,24 +190,7 @@ class _Encoder:
         )
 
     def encode(self, table: pa.Table, row_ids: np.ndarray, layout: Layout) -> RowBlock:
-        n = table.num_rows
-        dense = (
-            np.stack([transform_dense(table.column(c)) for c in self.spec.dense], axis=1)
-            if self.spec.dense
-            else np.zeros((n, 0), np.float32)
-        )
-        single = [self.encoders[name].encode(table.column(name), multi_hot=False) for name in layout.single]
-        multi = {}
-        for name in layout.multi:
-            offsets, ids = self.encoders[name].encode(table.column(name), multi_hot=True)
-            multi[name] = Jagged(offsets, ids)
-        return RowBlock(
-            row_ids=row_ids,
-            labels=_labels(table, self.spec.label).astype(np.float32),
-            dense=dense,
-            single=np.stack(single, axis=1) if single else np.zeros((n, 0), np.int32),
-            multi=multi,
-        )
+        return encode_block(table, self.spec.dense, self.encoders, layout, row_ids, _labels(table, self.spec.label))
 
     def vocabulary_table(self) -> pa.Table | None:
         parts = []
@@ -226,14 +214,6 @@ def _labels(table: pa.Table, column: str) -> np.ndarray:
     return pc.fill_null(pc.cast(table.column(column), pa.float64()), 0).to_numpy()
 
 
-def _oracle_probabilities(table: pa.Table, column: str) -> np.ndarray:
-    return pc.cast(table.column(column), pa.float64()).to_numpy()
-
-
-def _row_ids(start: int, count: int) -> np.ndarray:
-    return np.arange(start, start + count, dtype=np.int64)
-
-
 def _clean_orphans(storage: Storage, keep: set[str]) -> int:
     """Remove objects of unfinished runs (everything a manifest does not reference)."""
     orphans = [o.key for o in storage.list() if o.key not in keep and not o.key.startswith(".")]
@@ -241,16 +221,12 @@ def _clean_orphans(storage: Storage, keep: set[str]) -> int:
     return len(orphans)
 
 
-def prepare(
-    source: Source, output: str, options: PrepareOptions, progress: Callable[[int], None] | None = None
-) -> Manifest:
-    """Build and publish a dataset at ``output`` (path, ``file://`` or ``s3://``); returns its manifest.
+def _run_id() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
-    Raises:
-        DataError: bad input, too many rejected rows, an existing dataset without ``overwrite``.
-        StorageError: the output cannot be read or written.
-    """
-    storage = open_storage(output)
+
+def _previous(storage: Storage, options: PrepareOptions) -> Manifest | None:
+    """The dataset already at ``storage`` (only with ``overwrite``); objects of unfinished runs removed."""
     previous = read_manifest(storage) if storage.exists(MANIFEST) else None
     if previous and not options.overwrite:
         raise DataError(
@@ -259,17 +235,19 @@ def prepare(
         )
     storage.check_writable()
     _clean_orphans(storage, previous.keys() if previous else set())
+    return previous
 
-    encoder = _Encoder(source, options)
-    rejects, row_count = _Rejects(), 0
-    for chunk in source.chunks():  # pass 1: fit on the training rows
-        rejects.add(chunk.rejects)
-        ids = _row_ids(row_count, chunk.table.num_rows)
-        encoder.fit(chunk.table, encoder.splits_of(chunk.table, ids))
-        row_count += chunk.table.num_rows
-        if progress:
-            progress(chunk.table.num_rows + len(chunk.rejects))
-    seen = row_count + rejects.total
+
+def checked_rejects(source: Source, scans: Sequence[Scanned], options: PrepareOptions) -> Rejects:
+    """The parts' rejects in part order, once the rows are known to be worth publishing.
+
+    Raises:
+        DataError: no rows at all, every row rejected, or more rejects than ``max_reject_ratio`` allows.
+    """
+    rejects = Rejects()
+    for scanned in scans:
+        rejects.merge(scanned.rejects)
+    seen, rows = sum(s.seen for s in scans), sum(s.rows for s in scans)
     if seen == 0:
         raise DataError(f"{source.describe().get('input', source.name)}: the input holds no rows")
     if rejects.total > options.max_reject_ratio * seen:
@@ -278,49 +256,109 @@ def prepare(
             f"{rejects.total} of {seen} rows rejected ({rejects.total / seen:.2%} > --max-reject-ratio "
             f"{options.max_reject_ratio:g}): {counts}; nothing was published"
         )
-    if row_count == 0:
+    if rows == 0:
         raise DataError(f"{source.describe().get('input', source.name)}: every row was rejected")
+    return rejects
+
+
+def offsets(scans: Sequence[Scanned]) -> list[int]:
+    """Each part's first row id: the valid rows of the parts before it."""
+    return [0, *np.cumsum([s.rows for s in scans[:-1]], dtype=np.int64).tolist()] if scans else []
+
+
+def new_encoder(source: Source, scans: Sequence[Scanned], options: PrepareOptions) -> _Encoder:
+    """The unfitted encoder of ``source`` (its splitter reads the spooled time column if it needs it)."""
+    tables = lambda: (table for scanned in scans for table in spooled(scanned))  # noqa: E731
+    return _Encoder(source.spec, _splitter(source, options, tables), options)
+
+
+def merged(template: _Encoder, fits: Iterable[_Encoder]) -> _Encoder:
+    """The parts' fits merged in part order, finished (vocabularies sorted and cut)."""
+    encoder = copy.deepcopy(template)
+    for fitted in fits:
+        encoder.merge(fitted)
     encoder.finish()
+    return encoder
 
-    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-    layout = Layout.of(encoder.schema())
-    with tempfile.TemporaryDirectory(prefix="wukong-shards-") as workdir:
-        writer = ShardWriter(storage, run_id, options.shard_rows, options.block_rows, Path(workdir))
-        oracle = OracleWriter(storage, run_id, Path(workdir)) if source.spec.oracle else None
-        try:
-            row_count = 0
-            for chunk in source.chunks():  # pass 2: encode and write
-                ids = _row_ids(row_count, chunk.table.num_rows)
-                block = encoder.encode(chunk.table, ids, layout)
-                splits = encoder.splits_of(chunk.table, ids)
-                probabilities = _oracle_probabilities(chunk.table, source.spec.oracle) if oracle else None
-                for name, code in SPLIT_CODES.items():
-                    rows = np.flatnonzero(splits == code)
-                    writer.add(name, block.take(rows))
-                    if oracle:
-                        oracle.add(name, ids[rows], probabilities[rows], block.labels[rows])
-                row_count += chunk.table.num_rows
-                if progress:
-                    progress(chunk.table.num_rows + len(chunk.rejects))
-            shards = writer.close()
-            files = _write_side_files(storage, run_id, encoder, rejects)
-            oracle_files, oracle_statistics = oracle.close() if oracle else ({}, {})
-        except BaseException:
-            storage.delete(writer.published + (oracle.published if oracle else []))
-            raise
 
+def _seen(scanned: Scanned) -> int:
+    return scanned.seen
+
+
+def prepare(
+    source: Source,
+    output: str,
+    options: PrepareOptions,
+    progress: Callable[[int], None] | None = None,
+    workers: int = 1,
+) -> Manifest:
+    """Build and publish a dataset at ``output`` (path, ``file://`` or ``s3://``); returns its manifest.
+
+    ``workers`` processes scan, count and encode the source's parts (:meth:`Source.parts`) side by
+    side. The rows, their ids and splits do not depend on it; the shard boundaries do (each worker
+    writes its own shards).
+
+    Raises:
+        DataError: bad input, too many rejected rows, an existing dataset without ``overwrite``.
+        StorageError: the output cannot be read or written.
+    """
+    if workers < 1:
+        raise DataError(f"--workers must be >= 1, got {workers}")
+    storage = open_storage(output)
+    _previous(storage, options)
+    parts = source.parts()
+    with tempfile.TemporaryDirectory(prefix="wukong-spool-") as spool, Workers(min(workers, len(parts))) as pool:
+        scans = pool.map(functools.partial(scan, source, Path(spool)), [(p,) for p in parts], progress, _seen)
+        checked_rejects(source, scans, options)
+        starts = offsets(scans)
+        template = new_encoder(source, scans, options)
+        encoder = merged(template, pool.map(functools.partial(count, template), list(zip(scans, starts))))
+        run_id = _run_id()
+        runs = groups(scans, pool.processes)
+        tag = (lambda g: f"{g:03d}") if len(runs) > 1 else (lambda g: "")
+        jobs = [([(s, starts[s.part.index]) for s in run], tag(g)) for g, run in enumerate(runs)]
+        written = pool.map(
+            functools.partial(encode, encoder, storage, run_id, options),
+            jobs,
+            progress,
+            rows=lambda w: w.rows,
+            undo=lambda w: storage.delete(w.published),
+        )
+    return commit(storage, run_id, source.describe(), encoder, scans, written, options)
+
+
+def commit(
+    storage: Storage,
+    run_id: str,
+    description: dict,
+    encoder: _Encoder,
+    scans: Sequence[Scanned],
+    written: Sequence[Written],
+    options: PrepareOptions,
+) -> Manifest:
+    """Write the side files, then the manifest (the commit point), then remove the replaced dataset."""
+    previous = read_manifest(storage) if storage.exists(MANIFEST) else None
+    rejects = Rejects()
+    for scanned in scans:
+        rejects.merge(scanned.rejects)
+    files = _write_side_files(storage, run_id, encoder, rejects)
+    oracle_statistics = {}
+    for part in written:
+        files.update(part.oracle_files)
+        oracle_statistics.update(part.oracle_statistics)
     manifest = Manifest(
         schema=encoder.schema(),
-        splits={name: shards.get(name, []) for name in SPLITS},
+        splits={name: [shard for part in written for shard in part.shards.get(name, [])] for name in SPLITS},
         source={
-            **source.describe(),
-            "rows_read": seen,
+            **description,
+            "rows_read": sum(s.seen for s in scans),
             "rows_rejected": rejects.total,
             "rejects": dict(rejects.counts),
         },
         preprocessing={
             "categorical": next(iter(encoder.encoders.values())).describe() if encoder.encoders else {},
             "dense": "log(1 + max(x, 0)); missing -> 0",
+            "value_types": encoder.value_types,
             "split": encoder.splitter.describe(),
             "fitted_on": "train",
             "shard_rows": options.shard_rows,
@@ -334,7 +372,7 @@ def prepare(
         run_id=run_id,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         tool_version=__version__,
-        files={**files, **oracle_files},
+        files=files,
     )
     storage.write_bytes(MANIFEST, manifest.to_json().encode())  # the commit point
     if previous:
@@ -342,7 +380,7 @@ def prepare(
     return manifest
 
 
-def _write_side_files(storage: Storage, run_id: str, encoder: _Encoder, rejects: _Rejects) -> dict[str, str]:
+def _write_side_files(storage: Storage, run_id: str, encoder: _Encoder, rejects: Rejects) -> dict[str, str]:
     files = {}
     vocabulary = encoder.vocabulary_table()
     if vocabulary is not None:

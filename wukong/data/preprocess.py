@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wukong.data.lookup import ValueIndex
+
 SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 OOV_ID = 0
 
@@ -142,6 +144,13 @@ class DenseStats:
             self.total_sq += float(np.square(x, dtype=np.float64).sum())
             self.low, self.high = min(self.low, float(x.min())), max(self.high, float(x.max()))
 
+    def merge(self, other: DenseStats) -> None:
+        """Add the statistics of other rows (another part of the input)."""
+        self.count += other.count
+        self.total += other.total
+        self.total_sq += other.total_sq
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+
     def to_dict(self) -> dict:
         mean = self.total / self.count if self.count else 0.0
         var = max(self.total_sq / self.count - mean * mean, 0.0) if self.count else 0.0
@@ -152,6 +161,16 @@ def _flat(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     return pc.list_flatten(values) if pa.types.is_list(values.type) or pa.types.is_large_list(values.type) else values
+
+
+def _by_code(codes: np.ndarray, indices: pa.Array, missing: int) -> np.ndarray:
+    """``codes[i]`` for each dictionary index ``i`` of a dictionary array; a null index → ``missing``."""
+    if not len(codes):
+        return np.full(len(indices), missing, np.int32)
+    picked = codes[pc.fill_null(indices, 0).to_numpy()]
+    if indices.null_count:
+        picked[~indices.is_valid().to_numpy(zero_copy_only=False)] = missing
+    return picked
 
 
 def _relist(template: pa.Array | pa.ChunkedArray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +184,14 @@ def _relist(template: pa.Array | pa.ChunkedArray, ids: np.ndarray) -> tuple[np.n
 
 
 class CategoricalEncoder:
-    """Values → ids; subclasses fit on training columns and map flat values in :meth:`encode_flat`."""
+    """Values → ids; subclasses fit on training columns and map flat values in :meth:`encode_flat`.
+
+    A column may come dictionary-encoded (as ``prepare`` spools it): then each distinct value is
+    counted, looked up or hashed once, and its rows take the result by their dictionary index.
+    """
+
+    def merge(self, other: CategoricalEncoder) -> None:
+        """Add what ``other`` fitted on other rows (another part of the input); nothing to add by default."""
 
     def encode_flat(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         raise NotImplementedError
@@ -188,10 +214,24 @@ class FrequencyVocabulary(CategoricalEncoder):
     values: pa.Array | None = None
     counts: np.ndarray | None = None
 
+    _indexes: dict[str, ValueIndex] = field(default_factory=dict, repr=False)  # by query type, built on use
+
     def fit(self, column: pa.Array | pa.ChunkedArray) -> None:
-        flat = _flat(column).drop_null()
-        counted = pc.value_counts(flat)
-        self._counts.append(pa.table({"value": counted.field("values"), "count": counted.field("counts")}))
+        flat = _flat(column)
+        if pa.types.is_dictionary(flat.type):
+            counts = np.bincount(flat.indices.drop_null().to_numpy(), minlength=len(flat.dictionary))
+            seen = np.flatnonzero(counts)
+            self._add(pa.table({"value": flat.dictionary.take(pa.array(seen)), "count": counts[seen]}))
+        else:
+            counted = pc.value_counts(flat.drop_null())
+            self._add(pa.table({"value": counted.field("values"), "count": counted.field("counts")}))
+
+    def merge(self, other: FrequencyVocabulary) -> None:
+        for counted in other._counts:
+            self._add(counted)
+
+    def _add(self, counted: pa.Table) -> None:
+        self._counts.append(counted)
         if len(self._counts) >= 16:
             self._counts = [self._merged()]
 
@@ -209,6 +249,7 @@ class FrequencyVocabulary(CategoricalEncoder):
             table = table.slice(0, self.max_size)
         self.values, self.counts = table.column("value").combine_chunks(), table.column("count").to_numpy()
         self._counts = []
+        self._indexes = {}
 
     @property
     def cardinality(self) -> int:
@@ -216,8 +257,17 @@ class FrequencyVocabulary(CategoricalEncoder):
 
     def encode_flat(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         flat = _flat(column)
-        index = pc.index_in(flat, value_set=self.values.cast(flat.type))
-        return (pc.fill_null(index, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
+        if pa.types.is_dictionary(flat.type):
+            return _by_code(self._ids(flat.dictionary), flat.indices, OOV_ID)
+        return self._ids(flat)
+
+    def _ids(self, values: pa.Array) -> np.ndarray:
+        """``1 + position`` in the vocabulary, 0 for a missing or unseen value (the vocabulary is compared
+        in the values' type, as ``index_in(values, vocabulary.cast(values.type))`` would)."""
+        key = str(values.type)
+        if key not in self._indexes:
+            self._indexes[key] = ValueIndex(self.values.cast(values.type))
+        return (self._indexes[key].positions(values) + 1).astype(np.int32)
 
     def describe(self) -> dict:
         return {"mode": "frequency", "min_count": self.min_count, "max_size": self.max_size, "oov_id": OOV_ID}
@@ -246,6 +296,9 @@ class HashEncoder(CategoricalEncoder):
 
     def encode_flat(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         flat = _flat(column)
+        if pa.types.is_dictionary(flat.type):
+            missing = self.encode_flat(pa.array([None], flat.dictionary.type))[0]
+            return _by_code(self.encode_flat(flat.dictionary), flat.indices, missing)
         if pa.types.is_integer(flat.type):
             words = splitmix64(pc.fill_null(flat, 0).to_numpy().astype(np.uint64) ^ np.uint64(self.salt))
             return (words % np.uint64(self.size)).astype(np.int32)

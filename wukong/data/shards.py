@@ -18,8 +18,9 @@ from wukong.data.rows import RowBlock
 from wukong.io import Storage
 
 
-def shard_key(split: str, run_id: str, index: int) -> str:
-    return f"shards/{split}-{run_id}-{index:06d}.tar"
+def shard_key(split: str, run_id: str, index: int, tag: str = "") -> str:
+    """``shards/<split>-<run>-NNNNNN.tar``; a writer among several tags its names (``<run>-<tag>-NNNNNN``)."""
+    return f"shards/{split}-{run_id}-{tag + '-' if tag else ''}{index:06d}.tar"
 
 
 def file_sha256(path: Path) -> str:
@@ -56,13 +57,16 @@ class ShardWriter:
     """Accumulates rows per split into blocks of ``block_rows`` and shards of ``shard_rows``.
 
     Call :meth:`add` with any number of rows, then :meth:`close` for the shard list of every split.
-    ``published`` lists the keys uploaded so far, so a failed run can remove them.
+    ``published`` lists the keys uploaded so far, so a failed run can remove them. Writers working side
+    by side on one run give each a different ``tag``.
     """
 
-    def __init__(self, storage: Storage, run_id: str, shard_rows: int, block_rows: int, workdir: Path) -> None:
+    def __init__(
+        self, storage: Storage, run_id: str, shard_rows: int, block_rows: int, workdir: Path, tag: str = ""
+    ) -> None:
         if shard_rows < 1 or block_rows < 1:
             raise ValueError("shard_rows and block_rows must be >= 1")
-        self.storage, self.run_id, self.workdir = storage, run_id, workdir
+        self.storage, self.run_id, self.workdir, self.tag = storage, run_id, workdir, tag
         self.shard_rows, self.block_rows = shard_rows, min(block_rows, shard_rows)
         self.pending: dict[str, list[RowBlock]] = {}
         self.open: dict[str, _OpenShard] = {}
@@ -91,7 +95,7 @@ class ShardWriter:
     def _shard(self, split: str) -> _OpenShard:
         if split not in self.open:
             index = len(self.done.setdefault(split, []))
-            key = shard_key(split, self.run_id, index)
+            key = shard_key(split, self.run_id, index, self.tag)
             self.open[split] = _OpenShard(self.workdir / Path(key).name, key)
         return self.open[split]
 

@@ -8,6 +8,6 @@ Example::
 """
 
 from wukong.io.base import ObjectInfo, Storage, StorageError
-from wukong.io.open import open_storage, read_object, write_object
+from wukong.io.open import open_storage, read_object, upload_object, write_object
 
-__all__ = ["ObjectInfo", "Storage", "StorageError", "open_storage", "read_object", "write_object"]
+__all__ = ["ObjectInfo", "Storage", "StorageError", "open_storage", "read_object", "upload_object", "write_object"]

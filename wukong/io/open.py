@@ -45,3 +45,9 @@ def read_object(uri: str) -> bytes:
 def write_object(uri: str, data: bytes) -> None:
     parent, key = _split(uri)
     open_storage(parent).write_bytes(key, data)
+
+
+def upload_object(local_path: Path, uri: str) -> None:
+    """Publish a local file as the object at a full URI, whole or not at all; the local file is consumed."""
+    parent, key = _split(uri)
+    open_storage(parent).upload_file(local_path, key)

@@ -15,13 +15,8 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from wukong.model.flops import FlopCount, count_flops
-from wukong.model.mlp import MLP
+from wukong.model.inference import dense_feature_mlp, table_name
 from wukong.schema import FeatureSchema
-
-
-def table_name(feature: str) -> str:
-    """The embedding table of a sparse feature (one table per feature)."""
-    return f"t_{feature}"
 
 
 def table_init(init: str, scale: float) -> dict[str, float | Callable[[torch.Tensor], torch.Tensor]]:
@@ -92,16 +87,8 @@ class FeatureEmbedding(nn.Module):
         self.sparse_keys = schema.sparse_names
         self.num_dense_embeddings = num_dense_embeddings if schema.dense else 0
         self.num_features = schema.num_features(num_dense_embeddings)
-        self.dense_arch = (
-            MLP(
-                len(schema.dense),
-                dense_hidden,
-                out_features=self.num_dense_embeddings * dim,
-                dropout=dense_dropout,
-                norm=dense_norm,
-            )
-            if schema.dense
-            else None
+        self.dense_arch = dense_feature_mlp(
+            len(schema.dense), dim, dense_hidden, self.num_dense_embeddings, dense_dropout, dense_norm
         )
         initialisation = table_init(init, init_scale)
         self.ebc = (

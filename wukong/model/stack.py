@@ -20,7 +20,11 @@ class WukongLayer(nn.Module):
                   + \mathrm{res}(X_i)\big)
 
     where ``res`` is the identity when ``n_i = nF + nL`` and otherwise a linear compression
-    ``W_r X_i`` (``W_r ∈ R^{(nF+nL)×n_i}``) so that the shapes match. LayerNorm is over d.
+    ``W_r X_i`` (``W_r ∈ R^{(nF+nL)×n_i}``) so that the shapes match. LayerNorm is over d (each row
+    normalised on its own, ``norm="dim"``) or over all ``(nF+nL)·d`` values of the example
+    (``norm="layer"``). With ``dropout`` p > 0 the interaction branch is dropped out in training
+    before the sum, ``X_{i+1} = LN(Dropout_p(concat(FMB, LCB)) + res(X_i))``, the residual dropout of
+    transformer blocks (FuxiCTR's WuKong uses p = 0.2 there).
 
     Args:
         num_inputs: n_i, rows of the input.
@@ -32,6 +36,8 @@ class WukongLayer(nn.Module):
         projection, attention_rank, attention_hidden: see :class:`FactorizationMachineBlock`.
         fmb_dropout, fmb_norm, fmb_activation, projection_init: the FMB's ``dropout``, ``norm``,
             ``activation`` and ``projection_init`` (see :class:`FactorizationMachineBlock`).
+        dropout: p of the interaction branch's dropout.
+        norm: ``"dim"`` or ``"layer"``, what the LayerNorm normalises over.
 
     Shapes:
         ``(B, n_i, d) → (B, nF + nL, d)``
@@ -57,8 +63,12 @@ class WukongLayer(nn.Module):
         fmb_norm: str = "none",
         fmb_activation: str = "none",
         projection_init: str = "xavier_uniform",
+        dropout: float = 0.0,
+        norm: str = "dim",
     ) -> None:
         super().__init__()
+        if norm not in ("dim", "layer"):
+            raise ValueError(f"layer norm must be 'dim' or 'layer', got {norm!r}")
         self.dim = dim
         self.num_outputs = num_fmb + num_lcb
         self.fmb = FactorizationMachineBlock(
@@ -79,10 +89,11 @@ class WukongLayer(nn.Module):
         self.residual: nn.Module = (
             nn.Identity() if num_inputs == self.num_outputs else LinearCompressionBlock(num_inputs, self.num_outputs)
         )
-        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm((dim,) if norm == "dim" else (self.num_outputs, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        interactions = torch.cat([self.fmb(x), self.lcb(x)], dim=1)
+        interactions = self.dropout(torch.cat([self.fmb(x), self.lcb(x)], dim=1))
         return self.norm(interactions + self.residual(x))
 
     def flops(self) -> FlopCount:
@@ -110,6 +121,7 @@ class WukongArch(nn.Module):
         head_hidden: hidden widths of the final MLP (it ends in a linear map to 1).
         head_dropout, head_norm: regularisation of the head's hidden layers (see
             :class:`~wukong.model.mlp.MLP`).
+        layer_dropout, layer_norm: each layer's ``dropout`` and ``norm`` (see :class:`WukongLayer`).
 
     Shapes:
         ``(B, n, d) → (B,)`` logits
@@ -140,6 +152,8 @@ class WukongArch(nn.Module):
         projection_init: str = "xavier_uniform",
         head_dropout: float = 0.0,
         head_norm: str = "none",
+        layer_dropout: float = 0.0,
+        layer_norm: str = "dim",
     ) -> None:
         super().__init__()
         widths = [num_features] + [num_fmb + num_lcb] * num_layers
@@ -158,6 +172,8 @@ class WukongArch(nn.Module):
                 fmb_norm=fmb_norm,
                 fmb_activation=fmb_activation,
                 projection_init=projection_init,
+                dropout=layer_dropout,
+                norm=layer_norm,
             )
             for n in widths[:-1]
         )

@@ -8,20 +8,21 @@ maps) are ignored by the local runner.
 
 from __future__ import annotations
 
-import builtins
-import contextlib
+import datetime
 import hashlib
 import json
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from wukong.data.manifest import read_manifest
 from wukong.evaluate import HEADLINE
 from wukong.io import open_storage
+from wukong.pipeline.console import Outputs, print_restored, quiet_pipeline, short_path
 from wukong.registry import open_registry
+
+__all__ = ["LocalRun", "describe_step", "format_summary", "print_restored", "start_local", "summarize"]
 
 
 def start_local(pipeline_root: Path) -> None:
@@ -31,18 +32,6 @@ def start_local(pipeline_root: Path) -> None:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     # Each step names the project image; locally this environment *is* that image's environment.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
-
-
-@contextlib.contextmanager
-def print_restored() -> Iterator[None]:
-    """Give ``print`` back as it was: kfp.local (2.17) indents ``print`` by patching ``builtins.print``
-    per task, and tasks of a ``ParallelFor`` undo those patches out of order, which leaves every later
-    ``print`` of this process indented (a ``--dry-run``'s YAML, for one)."""
-    original = builtins.print
-    try:
-        yield
-    finally:
-        builtins.print = original
 
 
 @dataclass
@@ -59,32 +48,90 @@ class LocalRun:
     registered_name: str = "wukong-ctr"
     min_auc: float = 0.6
     tolerance: float = 0.002
+    verbose: bool = False  # show the steps' own output (the KFP executor's, training's log) as well
 
-    def run(self) -> dict[str, Any]:
+    def log_path(self) -> Path:
+        """Where this run's full output goes: ``<workdir>/logs/pipeline-<UTC time>.log``."""
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        return self.workdir.absolute() / "logs" / f"pipeline-{stamp}.log"
+
+    def run(self, out: TextIO | None = None, log_path: Path | None = None) -> dict[str, Any]:
+        """Run every step, one line each on ``out`` (default: stdout) as it finishes, their output in
+        ``log_path`` (default: :meth:`log_path`). Raises :class:`StepFailed` when a step fails."""
         from pipelines.wukong_pipeline import wukong_training_pipeline
 
         workdir = self.workdir.absolute()
+        log_path = log_path or self.log_path()
         registry_uri = str(workdir / "registry")
         production_before = open_registry(registry_uri).production(self.registered_name)
         start_local(workdir / "kfp")
-        task = wukong_training_pipeline(
-            source=self.source,
-            input_uri=self.input_uri,
-            rows=self.rows,
-            seed=self.seed,
-            dataset_uri=str(workdir / "dataset"),
-            model_name=self.model_name,
-            preset=self.preset,
-            overrides=self.overrides,
-            runs_root=str(workdir / "runs"),
-            launcher="local",
-            nproc_per_node=self.nproc,
-            registry_uri=registry_uri,
-            registered_name=self.registered_name,
-            min_auc=self.min_auc,
-            tolerance=self.tolerance,
+        skipped = skip_lines(wukong_training_pipeline)
+        with quiet_pipeline(log_path, workdir / "kfp", describe_step, skipped, out, self.verbose):
+            task = wukong_training_pipeline(
+                source=self.source,
+                input_uri=self.input_uri,
+                rows=self.rows,
+                seed=self.seed,
+                dataset_uri=str(workdir / "dataset"),
+                model_name=self.model_name,
+                preset=self.preset,
+                overrides=self.overrides,
+                runs_root=str(workdir / "runs"),
+                launcher="local",
+                nproc_per_node=self.nproc,
+                registry_uri=registry_uri,
+                registered_name=self.registered_name,
+                min_auc=self.min_auc,
+                tolerance=self.tolerance,
+            )
+        summary = summarize(
+            str(workdir / "dataset"), task.output, registry_uri, self.registered_name, production_before
         )
-        return summarize(str(workdir / "dataset"), task.output, registry_uri, self.registered_name, production_before)
+        return {**summary, "log": str(log_path)}
+
+
+# What the step lines say about a control-flow task kfp.local skipped, by its display name in the pipeline.
+SKIP_LINES = {"auc-above-minimum": "register skipped: test AUC below the minimum (--min-auc)"}
+
+
+def skip_lines(pipeline) -> dict[str, str]:
+    """:data:`SKIP_LINES` by the task names kfp.local logs (``condition-1``: the compiler numbers them)."""
+    tasks = pipeline.pipeline_spec.root.dag.tasks
+    return {key: SKIP_LINES[task.task_info.name] for key, task in tasks.items() if task.task_info.name in SKIP_LINES}
+
+
+def describe_step(task: str, outputs: Outputs) -> str:
+    """What a finished step of the training pipeline did, in one line, from the outputs it wrote."""
+    parameters, artifacts = outputs["parameters"], outputs["artifacts"]
+    if task == "ingest":
+        dataset = artifacts["dataset"]
+        rows = " · ".join(f"{split} {int(n):,}" for split, n in dataset["rows"].items())
+        features = dataset.get("features", {})
+        rejected = int(dataset.get("rows_rejected", 0))
+        return (
+            f"{rows} rows, {int(features.get('dense', 0))} dense + {int(features.get('sparse', 0))} sparse features"
+            + (f", {rejected:,} rejected" if rejected else "")
+            + f" -> {short_path(dataset['uri'])}"
+        )
+    if task == "train":
+        model, metrics = artifacts["model"], artifacts.get("metrics", {})
+        auc = f", valid AUC {metrics['valid_auc']:.4f}" if "valid_auc" in metrics else ""
+        return (
+            f"{model['model']}, {model['mflops_per_example']:.2f} MFLOP/example, {int(model['steps'])} steps{auc}"
+            f" -> {short_path(model['uri'])}"
+        )
+    if task == "evaluate":
+        metrics = artifacts.get("metrics", {})
+        return f"test AUC {parameters['Output']:.4f}" + (
+            f", LogLoss {metrics['logloss']:.4f}" if "logloss" in metrics else ""
+        )
+    if task == "register":
+        result = json.loads(parameters["Output"])
+        if result["promoted"]:
+            return f"{result['name']} version {result['version']} registered, promoted to production"
+        return f"{result['name']} version {result['version']} registered, not promoted: {result['reason']}"
+    values = ", ".join(f"{name} {value}" for name, value in parameters.items())
+    return values or "done"
 
 
 def summarize(dataset_uri: str, run_uri: str, registry_uri: str, name: str, production_before) -> dict[str, Any]:
@@ -149,4 +196,6 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"  registry    version {version} registered; not promoted (production stays version {production})"
             )
     lines.append(f"  report      {summary['report']}")
+    if "log" in summary:
+        lines.append(f"  log         {summary['log']}")
     return "\n".join(lines)

@@ -88,14 +88,20 @@ def register(
     lineage: dict[str, Any] | None = None,
     dataset_uri: str | None = None,
     split: str = "test",
+    export: bool = True,
 ) -> dict[str, Any]:
-    """Register the model with its metrics and lineage; promote it if it passes the gate.
+    """Export the model (``wukong export``, unless ``export`` is False), register it with its metrics,
+    lineage and export; promote it if it passes the gate.
 
     With ``dataset_uri``, the production model is re-evaluated on the same split the candidate was
     evaluated on, so the gate compares like with like when the data has changed since production
     was registered; if it cannot be (its features differ from the new data's), its stored metrics
     are used and the reason says so.
     """
+    if export:
+        from wukong.serve.artifact import export_artifact
+
+        export_artifact(model_uri)  # <model_uri>/export: the servable program, registered with the version
     registry = open_registry(registry_uri)
     production = registry.production(registered_name)
     headline = {k: metrics[k] for k in HEADLINE if k in metrics}

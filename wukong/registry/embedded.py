@@ -5,6 +5,7 @@ Layout under the registry root::
     <name>/claims/000007                 created exclusively: whoever creates it owns version 7
     <name>/versions/000007/model.pt      the version's files, copied from the training output
     <name>/versions/000007/model_card.json, metrics.json
+    <name>/versions/000007/export/...     the servable artifact, if the training output was exported
     <name>/versions/000007/version.json  written last: a version exists once this exists
     <name>/aliases/production.json       {"version": 7}
 
@@ -25,6 +26,7 @@ from wukong.io import Storage, StorageError, open_storage
 from wukong.registry.base import PRODUCTION, ModelVersion, Registry, RegistryError
 
 FILES = ("model.pt", "model_card.json", "metrics.json")
+EXPORT, SIGNATURE = "export", "signature.json"  # the servable artifact, when exported (wukong.serve)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CARD_KEYS = ("model", "mflops_per_example", "steps", "best_step", "world_size", "dataset", "git_revision")
 
@@ -71,6 +73,7 @@ class EmbeddedRegistry(Registry):
         self.storage.write_bytes(f"{folder}/model.pt", model_bytes)
         self.storage.write_bytes(f"{folder}/model_card.json", json.dumps(card, indent=1).encode())
         self.storage.write_bytes(f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
+        self._copy_export(source, folder)
         record = ModelVersion(
             name=name,
             version=version,
@@ -83,6 +86,17 @@ class EmbeddedRegistry(Registry):
         )
         self.storage.write_bytes(f"{folder}/version.json", json.dumps(record.to_dict(), indent=1).encode())
         return record
+
+    def _copy_export(self, source: Storage, folder: str) -> None:
+        """The training output's servable artifact (``wukong export``), when it has one: its files,
+        then the ``signature.json`` that names them (a reader sees the export whole or not at all)."""
+        marker = f"{EXPORT}/{SIGNATURE}"
+        if not source.exists(marker):
+            return
+        signature = source.read_bytes(marker)
+        for name in json.loads(signature)["files"].values():
+            self.storage.write_bytes(f"{folder}/{EXPORT}/{name}", source.read_bytes(f"{EXPORT}/{name}"))
+        self.storage.write_bytes(f"{folder}/{marker}", signature)
 
     def _aliases(self, name: str) -> dict[str, int]:
         found = {}

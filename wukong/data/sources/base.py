@@ -52,14 +52,45 @@ class RawChunk:
         return cls(pa.table(columns))
 
 
+@dataclass(frozen=True)
+class Part:
+    """A piece of a source's input that one worker reads on its own: a whole file, or the lines that
+    start in the byte range ``[start, stop)`` of a plain-text file (``stop`` -1: to its end).
+
+    A source's rows are its parts' rows, part after part in ``index`` order, so ingest can read the
+    parts in parallel and still number the rows as one sequential pass would. ``bytes`` is the part's
+    input size, for balancing workers.
+    """
+
+    index: int
+    path: str = ""
+    start: int = 0
+    stop: int = -1
+    bytes: int = 0
+
+
 class Source(ABC):
-    """A re-iterable stream of raw rows: :meth:`chunks` yields the same rows in the same order each time."""
+    """A re-iterable stream of raw rows: :meth:`chunks` yields the same rows in the same order each time.
+
+    A source whose input comes in pieces (files, byte ranges) lists them in :meth:`parts` and reads
+    one with :meth:`read`; every other source is a single part read by :meth:`chunks`.
+    """
 
     name: str
     spec: SourceSpec
 
     @abstractmethod
     def chunks(self) -> Iterator[RawChunk]: ...
+
+    def parts(self) -> list[Part]:
+        """The pieces :meth:`read` takes, in source order (default: the whole source as one part)."""
+        return [Part(0)]
+
+    def read(self, part: Part) -> Iterator[RawChunk]:
+        """The chunks of one of :meth:`parts`; the rows of all parts in order are those of :meth:`chunks`."""
+        if part.index != 0:
+            raise ValueError(f"the {self.name} source is a single part; there is no part {part.index}")
+        return self.chunks()
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

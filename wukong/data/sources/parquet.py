@@ -6,12 +6,14 @@ sparse:                   # categorical columns of any scalar type...
   - user_id
   - {name: genres, multi_hot: true}   # ...or list columns for multi-hot features
 time: event_time          # optional: enables --split-by time
-split: fold               # optional: a column of train/valid/test, a split fixed upstream (--split-by column)
+split: fold               # optional: a column of train/valid/test, a split fixed upstream (--split-by column;
+                          #   or leave it out and pass --split-column fold)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,21 @@ def load_feature_spec(path: Path) -> SourceSpec:
 class ParquetSource(Source):
     name = "parquet"
 
-    def __init__(self, path: Path, spec_path: Path | None) -> None:
+    def __init__(self, path: Path, spec_path: Path | None, split_column: str | None = None) -> None:
+        """``split_column``: the column naming each row's split (``--split-column``), if the spec names none
+        or the same one."""
         self.path = Path(path)
         if spec_path is None:
             raise DataError("the parquet source needs --spec FEATURES.yaml naming label, dense and sparse columns")
         self.spec_path = Path(spec_path)
         self.spec = load_feature_spec(self.spec_path)
+        if split_column is not None:
+            if self.spec.split not in (None, split_column):
+                raise DataError(
+                    f"--split-column {split_column} and {self.spec_path}'s split column {self.spec.split!r} differ; "
+                    "give one of them"
+                )
+            self.spec = replace(self.spec, split=split_column)
         self.files = self._files()
         self._check_columns()
 

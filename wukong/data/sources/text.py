@@ -23,14 +23,19 @@ GZIP_MAGIC = b"\x1f\x8b"
 REJECT_TEXT_CHARS = 300
 
 
+def is_gzip(path: Path) -> bool:
+    """By the magic bytes, not by the name."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
 def open_text(path: Path) -> pa.NativeFile:
     """A readable stream of ``path``, decompressed if it is gzip (by magic bytes, not by name)."""
     if not path.exists():
         raise DataError(f"{path}: input does not exist; check --input")
     if path.is_dir():
         raise DataError(f"{path}: is a folder; give the data file itself as --input")
-    with open(path, "rb") as f:
-        compressed = f.read(2) == GZIP_MAGIC
+    compressed = is_gzip(path)
     if compressed:
         try:  # fail now, with a clear message, rather than mid-way through the first pass
             with gzip.open(path) as probe:
@@ -77,6 +82,117 @@ def read_delimited(
         raise DataError(f"{path}: read failed ({error}); is the file truncated or corrupt?") from None
     if skipped:
         yield pa.RecordBatch.from_pydict({n: pa.array([], pa.binary()) for n in names}), list(skipped)
+
+
+def input_files(path: Path) -> list[Path]:
+    """``path`` itself, or the files of the folder ``path`` in name order (hidden ones left out)."""
+    if not path.exists():
+        raise DataError(f"{path}: input does not exist; check --input")
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{path}: the folder holds no files; give a data file or a folder of them as --input")
+    return files
+
+
+def _line_start(f, offset: int) -> int:
+    """Where the first line starting at or after ``offset`` begins (the file's size if none does)."""
+    if offset <= 0:
+        return 0
+    f.seek(offset - 1)
+    position = offset - 1
+    while piece := f.read(1 << 16):
+        newline = piece.find(b"\n")
+        if newline >= 0:
+            return position + newline + 1
+        position += len(piece)
+    return position
+
+
+def line_ranges(path: Path, part_bytes: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` byte ranges of about ``part_bytes`` tiling a plain file (stop -1: to the end).
+
+    A range holds the lines that *start* in it, so the ranges' lines are the file's lines, each once,
+    in order, however lines and ranges align. A gzip file cannot be entered mid-way: one range.
+    """
+    size = path.stat().st_size
+    if is_gzip(path) or size <= part_bytes:
+        return [(0, -1)]
+    starts = list(range(0, size, part_bytes))
+    return [(a, b) for a, b in zip(starts, [*starts[1:], -1])]
+
+
+def read_lines(path: Path, start: int = 0, stop: int = -1, block_bytes: int = 8 << 20) -> Iterator[bytes]:
+    """Blocks of whole lines: those starting in ``[start, stop)`` of ``path`` (see :func:`line_ranges`).
+
+    Blocks are cut as Arrow's streaming CSV reader cuts them: read ``block_bytes``, keep up to the last
+    newline, carry the rest over to the next read.
+    """
+    try:
+        if start == 0 and stop < 0:  # the whole file, gzip or not
+            stream, left = open_text(path), -1
+        else:
+            stream = open(path, "rb")  # noqa: SIM115 (closed below)
+            begin = _line_start(stream, start)
+            end = _line_start(stream, stop) if stop >= 0 else path.stat().st_size
+            stream.seek(begin)
+            left = end - begin
+        with stream:
+            rest = b""
+            while left:
+                data = stream.read(block_bytes if left < 0 else min(block_bytes, left))
+                if not data:
+                    break
+                left -= len(data) if left > 0 else 0
+                data = rest + data
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    yield data[:cut]
+                rest = data[cut:]
+            if rest:
+                yield rest
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: read failed ({error}); is the file truncated or corrupt?") from None
+
+
+def parse_lines(
+    block: bytes,
+    names: Sequence[str],
+    delimiter: str,
+    types: dict[str, pa.DataType],
+    skipped: list[Reject],
+    piece_bytes: int = 1 << 20,
+) -> pa.Table:
+    """Whole lines of unquoted delimited text → columns of ``types`` (a blank numeric field is null).
+
+    A line with the wrong number of fields is appended to ``skipped``; a field that does not convert
+    raises ``pyarrow.ArrowInvalid`` for the whole block. One thread parses pieces of about
+    ``piece_bytes`` (cut at line ends), which stay in cache: 1.6x faster than 8 MiB at once.
+    """
+
+    def on_invalid(row) -> str:
+        reason = f"wrong field count ({row.actual_columns}, expected {row.expected_columns})"
+        skipped.append(Reject(reason, row.text[:REJECT_TEXT_CHARS]))
+        return "skip"
+
+    read_options = pacsv.ReadOptions(column_names=list(names), use_threads=False, block_size=2 * piece_bytes)
+    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char=False, invalid_row_handler=on_invalid)
+    convert_options = pacsv.ConvertOptions(
+        column_types=types, null_values=[""], strings_can_be_null=False, quoted_strings_can_be_null=False
+    )
+    tables, start = [], 0
+    while start < len(block):
+        stop = block.rfind(b"\n", start, start + piece_bytes) + 1 if start + piece_bytes < len(block) else 0
+        stop = stop if stop > start else len(block)
+        piece = pa.py_buffer(block)[start:stop]
+        if piece.size > read_options.block_size:
+            read_options.block_size = piece.size + 1
+        tables.append(pacsv.read_csv(pa.BufferReader(piece), read_options, parse_options, convert_options))
+        start = stop
+    if not tables:
+        raise pa.ArrowInvalid("Empty CSV file")
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
 def validate(

@@ -1,0 +1,82 @@
+"""Positions of values in a fixed array of distinct values (a vocabulary), built once, looked up often.
+
+``pyarrow.compute.index_in`` rebuilds its hash table of the value set on every call, which costs
+O(V) per chunk for a vocabulary of V values. :class:`ValueIndex` instead sorts a 64-bit key per
+vocabulary value once and answers each query with a binary search (O(log V) per value):
+
+- integers: the value itself, so equal keys are equal values;
+- bytes and strings: the first 8 bytes, big-endian, zero-padded; a found key is confirmed by comparing
+  the whole values, so a query that shares only its first 8 bytes with a vocabulary value is absent.
+
+When two vocabulary values share a key (strings that agree on their first 8 bytes) or the type has no
+key, it falls back to ``index_in``, so every answer is exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ABSENT = -1
+_PREFIX = 8
+
+
+def _string_keys(array: pa.Array) -> np.ndarray:
+    """The first 8 bytes of each value as a big-endian uint64 (shorter values zero-padded; null → 0)."""
+    large = pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type)
+    _, offsets, data = array.buffers()
+    offsets = np.frombuffer(offsets, np.int64 if large else np.int32)[array.offset : array.offset + len(array) + 1]
+    starts, lengths = offsets[:-1].astype(np.int64), np.minimum(np.diff(offsets), _PREFIX)
+    columns = np.arange(_PREFIX)
+    inside = columns < lengths[:, None]
+    if data is None or not inside.any():
+        return np.zeros(len(array), np.uint64)
+    data = np.frombuffer(data, np.uint8)
+    padded = np.where(inside, data[np.where(inside, starts[:, None] + columns, 0)], 0).astype(np.uint8)
+    return padded.view(">u8").ravel().astype(np.uint64)
+
+
+def _keys(array: pa.Array) -> np.ndarray | None:
+    kind = array.type
+    if pa.types.is_integer(kind):
+        return pc.fill_null(array, 0).to_numpy().astype(np.int64).view(np.uint64)
+    if any(test(kind) for test in (pa.types.is_binary, pa.types.is_string, pa.types.is_large_binary)):
+        return _string_keys(array)
+    return _string_keys(array) if pa.types.is_large_string(kind) else None
+
+
+class ValueIndex:
+    """``positions(query)``: where each query value sits in ``values`` (distinct), :data:`ABSENT` if nowhere."""
+
+    def __init__(self, values: pa.Array) -> None:
+        self.values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        self.verify = not pa.types.is_integer(self.values.type)
+        self.sorted: np.ndarray | None = None
+        keys = _keys(self.values)
+        if keys is not None:
+            order = np.argsort(keys, kind="stable")
+            ordered = keys[order]
+            if not (ordered[1:] == ordered[:-1]).any():
+                self.sorted, self.order = ordered, order
+
+    def positions(self, query: pa.Array) -> np.ndarray:
+        """int64 positions into ``values``; a null or absent value → :data:`ABSENT`."""
+        query = query.combine_chunks() if isinstance(query, pa.ChunkedArray) else query
+        if query.type != self.values.type:
+            query = query.cast(self.values.type)
+        if self.sorted is None:
+            found = pc.index_in(query, value_set=self.values)
+            return pc.fill_null(found, ABSENT).to_numpy(zero_copy_only=False).astype(np.int64)
+        if not len(self.sorted):
+            return np.full(len(query), ABSENT, np.int64)
+        keys = _keys(query)
+        at = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
+        positions = self.order[at].astype(np.int64)
+        found = self.sorted[at] == keys
+        if query.null_count:
+            found &= query.is_valid().to_numpy(zero_copy_only=False)
+        if self.verify and found.any():
+            same = pc.equal(query, self.values.take(pa.array(positions)))
+            found &= pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        return np.where(found, positions, ABSENT)
