@@ -49,6 +49,7 @@ bench: setup
 pipeline: setup
 	$(BIN)/wukong pipeline compile
 	$(BIN)/python -m pipelines.wukong_scaling_pipeline
+	$(BIN)/python -m pipelines.wukong_ingest_pipeline
 
 manifests: setup
 	$(BIN)/python -m wukong.launch.examples

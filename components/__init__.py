@@ -8,10 +8,27 @@ credentials into each step with ``kfp.kubernetes.use_secret_as_env``.
 from components.evaluate import evaluate
 from components.image import IMAGE
 from components.ingest import ingest
+from components.ingest_commit import ingest_commit
+from components.ingest_gather import ingest_gather
+from components.ingest_parts import ingest_parts
+from components.ingest_plan import ingest_plan
 from components.register import register
 from components.sweep_plan import sweep_plan
 from components.sweep_point import sweep_point
 from components.sweep_report import sweep_report
 from components.train import train
 
-__all__ = ["IMAGE", "evaluate", "ingest", "register", "sweep_plan", "sweep_point", "sweep_report", "train"]
+__all__ = [
+    "IMAGE",
+    "evaluate",
+    "ingest",
+    "ingest_commit",
+    "ingest_gather",
+    "ingest_parts",
+    "ingest_plan",
+    "register",
+    "sweep_plan",
+    "sweep_point",
+    "sweep_report",
+    "train",
+]

@@ -11,18 +11,10 @@ def ingest(source: str, input_uri: str, dataset_uri: str, rows: int, seed: int, 
     """Prepare the dataset; the artifact's metadata holds its URI and manifest summary. Returns training rows."""
     import json
 
-    from wukong.pipeline import steps
+    from wukong.pipeline import fanout, steps
 
     summary = steps.ingest(source, input_uri, dataset_uri, rows=rows, seed=seed)
-    dataset.metadata.update(
-        {
-            "uri": summary["uri"],
-            "run_id": summary["run_id"],
-            "rows": summary["rows"],
-            "rows_rejected": summary["rows_rejected"],
-            "features": summary["features"],
-        }
-    )
+    dataset.metadata.update(fanout.artifact_metadata(summary))
     with open(dataset.path, "w") as f:
         json.dump(summary, f, indent=1)
     return int(summary["rows"]["train"])

@@ -73,7 +73,7 @@ def test_a_vocabulary_that_does_not_fit_the_schema_is_refused(tmp_path: Path) ->
     manifest = prepare(open_source("parquet", folder, spec=spec), out, PrepareOptions())
     vocabulary = pq.read_table(Path(out) / manifest.files["vocabulary"])
     shorter = vocabulary.slice(0, vocabulary.num_rows - 1)  # the last value of the last feature is gone
-    with pytest.raises(DataError, match="the model's table has"):
+    with pytest.raises(DataError, match="not this model's vocabulary"):
         restore_encoders(manifest.preprocessing["categorical"], manifest.schema, shorter)
     with pytest.raises(DataError, match="unknown categorical encoding"):
         restore_encoders({"mode": "bloom"}, manifest.schema, vocabulary)

@@ -160,8 +160,9 @@ def test_bad_rows_fail_with_one_line_and_publish_nothing(
 
 
 @pytest.mark.slow
-def test_the_program_loads_in_a_fresh_process_with_torch_alone(exported: Exported) -> None:
-    """No TorchRec, no wukong: what a serving container with only torch installed does."""
+def test_the_program_loads_in_a_fresh_process_with_torch_alone(exported: Exported, tmp_path: Path) -> None:
+    """No TorchRec, no wukong: what a serving container with only torch installed does; and `wukong
+    predict` itself never imports TorchRec either."""
     folder = exported.run / "export"
     code = f"""
 import json, sys, torch
@@ -185,6 +186,17 @@ print(sorted({{m.split(".")[0] for m in sys.modules if m.startswith(("torchrec",
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
     assert json.loads((folder / "signature.json").read_text())["tensors"][0]["name"] == "dense"
+
+    rows, out = tmp_path / "rows.parquet", tmp_path / "scores.parquet"
+    pq.write_table(exported.raw.take(exported.test_ids[:5]), rows)
+    command = f"predict --model {exported.run} --input {rows} --output {out}".split()
+    code = (
+        "import sys; from wukong.cli import main; code = main(sys.argv[1:]); "
+        "print(code, sorted({m.split('.')[0] for m in sys.modules if m.startswith(('torchrec', 'fbgemm'))}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr[-2000:]
+    assert pq.read_table(out).num_rows == 5
 
 
 def test_an_unknown_model_is_one_line_exit_2(

@@ -78,6 +78,8 @@ def restore_encoders(
         DataError: an unknown categorical mode, or a vocabulary that does not match the schema.
     """
     mode = categorical.get("mode")
+    if not schema.sparse:
+        return {}
     if mode == "hash":
         return {f.name: HashEncoder(int(categorical["size"])) for f in schema.sparse}
     if mode != "frequency":
@@ -92,9 +94,8 @@ def restore_encoders(
         ids = rows.column("id").to_numpy()
         if len(ids) + 1 != feature.cardinality or not np.array_equal(ids, np.arange(1, len(ids) + 1)):
             raise DataError(
-                f"the vocabulary of {feature.name!r} holds ids {ids.min() if len(ids) else '-'}.."
-                f"{ids.max() if len(ids) else '-'} ({len(ids)} values), the model's table has "
-                f"{feature.cardinality} rows (ids 1..{feature.cardinality - 1}, 0 = unseen)"
+                f"the vocabulary of {feature.name!r} holds {len(ids)} values, not the ids 1..{feature.cardinality - 1} "
+                f"of the model's {feature.cardinality}-row table (0: unseen); it is not this model's vocabulary"
             )
         encoder = FrequencyVocabulary(categorical.get("min_count", 1), categorical.get("max_size"))
         encoder.values = rows.column("value").combine_chunks()

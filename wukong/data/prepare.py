@@ -54,7 +54,18 @@ from wukong.data.preprocess import (
 )
 from wukong.data.rows import Layout, RowBlock
 from wukong.data.sources.base import Source, SourceSpec
-from wukong.data.stages import Rejects, Scanned, Workers, Written, count, encode, groups, scan, spooled
+from wukong.data.stages import (
+    Rejects,
+    Scanned,
+    Workers,
+    Written,
+    count,
+    encode,
+    groups,
+    scan,
+    spooled,
+    writer_tag,
+)
 from wukong.io import Storage, open_storage
 from wukong.schema import FeatureSchema, SparseFeature
 
@@ -221,11 +232,11 @@ def _clean_orphans(storage: Storage, keep: set[str]) -> int:
     return len(orphans)
 
 
-def _run_id() -> str:
+def new_run_id() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def _previous(storage: Storage, options: PrepareOptions) -> Manifest | None:
+def open_output(storage: Storage, options: PrepareOptions) -> Manifest | None:
     """The dataset already at ``storage`` (only with ``overwrite``); objects of unfinished runs removed."""
     previous = read_manifest(storage) if storage.exists(MANIFEST) else None
     if previous and not options.overwrite:
@@ -305,7 +316,7 @@ def prepare(
     if workers < 1:
         raise DataError(f"--workers must be >= 1, got {workers}")
     storage = open_storage(output)
-    _previous(storage, options)
+    open_output(storage, options)
     parts = source.parts()
     with tempfile.TemporaryDirectory(prefix="wukong-spool-") as spool, Workers(min(workers, len(parts))) as pool:
         scans = pool.map(functools.partial(scan, source, Path(spool)), [(p,) for p in parts], progress, _seen)
@@ -313,10 +324,9 @@ def prepare(
         starts = offsets(scans)
         template = new_encoder(source, scans, options)
         encoder = merged(template, pool.map(functools.partial(count, template), list(zip(scans, starts))))
-        run_id = _run_id()
-        runs = groups(scans, pool.processes)
-        tag = (lambda g: f"{g:03d}") if len(runs) > 1 else (lambda g: "")
-        jobs = [([(s, starts[s.part.index]) for s in run], tag(g)) for g, run in enumerate(runs)]
+        run_id = new_run_id()
+        runs = groups([s.rows for s in scans], pool.processes)
+        jobs = [([(scans[i], starts[i]) for i in run], writer_tag(g, len(runs))) for g, run in enumerate(runs)]
         written = pool.map(
             functools.partial(encode, encoder, storage, run_id, options),
             jobs,

@@ -121,10 +121,26 @@ class Reservoir:
         self.seen += len(values)
 
 
+_EXACT_INT = 1 << 53  # integers up to this size convert to float64 exactly
+
+
 def transform_dense(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     r"""``log(1 + max(x, 0))`` as float32; a missing value becomes 0 (the transform of 0)."""
-    x = pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy()
-    return np.log1p(np.maximum(x, 0.0)).astype(np.float32)
+    return np.log1p(np.maximum(_as_float64(values), 0.0)).astype(np.float32)
+
+
+def _as_float64(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The values as float64, a missing value as 0 (``fill_null(cast(values, float64), 0)``, faster on integers)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_integer(values.type) and len(values):
+        raw = np.frombuffer(values.buffers()[1], values.type.to_pandas_dtype())[values.offset :][: len(values)]
+        if raw.size and max(int(raw.max()), -int(raw.min())) <= _EXACT_INT:
+            x = raw.astype(np.float64)
+            if values.null_count:
+                x[~values.is_valid().to_numpy(zero_copy_only=False)] = 0.0
+            return x
+    return pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy()
 
 
 @dataclass
@@ -236,8 +252,13 @@ class FrequencyVocabulary(CategoricalEncoder):
             self._counts = [self._merged()]
 
     def _merged(self) -> pa.Table:
-        table = pa.concat_tables(self._counts)
-        return table.group_by("value").aggregate([("count", "sum")]).rename_columns(["value", "count"])
+        """One (value, count) row per distinct value of the tables counted so far (rows in no order)."""
+        table = pa.concat_tables(self._counts).combine_chunks()
+        if not table.num_rows:
+            return table
+        values = pc.dictionary_encode(table.column("value").chunk(0))
+        counts = np.bincount(values.indices.to_numpy(), table.column("count").to_numpy(), len(values.dictionary))
+        return pa.table({"value": values.dictionary, "count": counts.astype(np.int64)})  # exact below 2**53
 
     def finish(self) -> None:
         if not self._counts:

@@ -27,7 +27,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +88,15 @@ class Scanned:
     @property
     def seen(self) -> int:
         return self.rows + self.rejects.total
+
+    def to_dict(self) -> dict[str, Any]:
+        rejects = {"counts": dict(self.rejects.counts), "lines": [[r.reason, r.text] for r in self.rejects.lines]}
+        return {"part": asdict(self.part), "rows": self.rows, "rejects": rejects, "segments": self.segments}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scanned:
+        rejects = Rejects(Counter(data["rejects"]["counts"]), [Reject(*r) for r in data["rejects"]["lines"]])
+        return cls(Part(**data["part"]), data["rows"], rejects, data["segments"])
 
 
 def _spooled(table: pa.Table, spec: SourceSpec) -> pa.Table:
@@ -156,6 +165,15 @@ class Written:
     published: list[str]
     rows: int
 
+    def to_dict(self) -> dict[str, Any]:
+        shards = {split: [s.to_dict() for s in infos] for split, infos in self.shards.items()}
+        return {**asdict(self), "shards": shards}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Written:
+        shards = {split: [ShardInfo.from_dict(s) for s in infos] for split, infos in data["shards"].items()}
+        return cls(**{**data, "shards": shards})
+
 
 def encode(
     encoder: _Encoder,
@@ -200,15 +218,20 @@ def encode(
     return Written(shards, oracle_files, oracle_statistics, published, sum(s.seen for s, _ in parts))
 
 
-def groups(parts: Sequence[Scanned], count: int) -> list[list[Scanned]]:
-    """At most ``count`` runs of consecutive parts with about equal numbers of rows (none empty)."""
-    total = sum(p.rows for p in parts) or 1
+def groups(weights: Sequence[int], count: int) -> list[range]:
+    """At most ``count`` runs of consecutive items (their indices), of about equal total weight, none empty."""
+    total = sum(weights) or 1
     bounds = [0]
-    for index, rows in enumerate(np.cumsum([p.rows for p in parts])):
-        if len(bounds) < count and rows >= total * len(bounds) / count and index + 1 < len(parts):
+    for index, running in enumerate(itertools.accumulate(weights)):
+        if len(bounds) < count and running >= total * len(bounds) / count and index + 1 < len(weights):
             bounds.append(index + 1)
-    bounds.append(len(parts))
-    return [list(parts[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+    bounds.append(len(weights))
+    return [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def writer_tag(group: int, groups: int) -> str:
+    """The shard-name tag of a group's writer: none when one writer writes everything."""
+    return f"{group:03d}" if groups > 1 else ""
 
 
 class Workers:

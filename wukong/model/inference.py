@@ -154,10 +154,11 @@ class InferenceModel(nn.Module):
 
     def dynamic_shapes(self) -> tuple[Any, ...]:
         """``torch.export`` dynamic shapes of :meth:`example_inputs` (the jagged inputs grouped, as
-        ``*jagged`` receives them): the named sizes of :meth:`input_spec`, B shared by every input."""
+        ``*jagged`` receives them, absent without multi-hot features): the named sizes of
+        :meth:`input_spec`, B shared by every input."""
         dims: dict[str, Any] = {}
         for spec in self.input_spec():
             name = spec["shape"][0]
             dims.setdefault(name, torch.export.Dim(name, min=1 if name == "batch" else 0))
         shapes = [{0: dims[spec["shape"][0]]} for spec in self.input_spec()]
-        return shapes[0], shapes[1], tuple(shapes[2:])
+        return (shapes[0], shapes[1], tuple(shapes[2:])) if shapes[2:] else (shapes[0], shapes[1])

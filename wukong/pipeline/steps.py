@@ -25,18 +25,11 @@ def ingest(
     ``rows``: synthetic rows to generate (0: the default 100,000), or the first rows to read (0: all)."""
     from wukong.data.prepare import PrepareOptions, prepare
     from wukong.data.sources import open_source
+    from wukong.pipeline.fanout import ingest_summary
 
     source_obj = open_source(source, Path(input_uri) if input_uri else None, rows=rows or None, seed=seed)
     manifest = prepare(source_obj, dataset_uri, PrepareOptions(seed=seed, shard_rows=shard_rows, overwrite=True))
-    return {
-        "uri": dataset_uri,
-        "source": source,
-        "run_id": manifest.run_id,
-        "rows": {split: manifest.rows(split) for split in manifest.splits},
-        "rows_rejected": manifest.source.get("rows_rejected", 0),
-        "features": {"dense": len(manifest.schema.dense), "sparse": len(manifest.schema.sparse)},
-        "bytes": manifest.bytes(),
-    }
+    return ingest_summary(dataset_uri, source, manifest)
 
 
 def train(

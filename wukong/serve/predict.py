@@ -60,6 +60,12 @@ class ServedModel:
     """
 
     def __init__(self, uri: str, device: str = "cpu") -> None:
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise DataError(f"--device {device}: not a device; use cpu or cuda[:N]") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise DataError(f"--device {device}: no CUDA device here; use --device cpu")
         storage = open_storage(uri)
         self.uri = uri
         self.signature = read_signature(storage)
@@ -73,7 +79,6 @@ class ServedModel:
         types = preprocessing.get("value_types", {})
         self.value_types = {f.name: _arrow_type(types.get(f.name)) for f in self.schema.sparse}
         self.layout = Layout.of(self.schema)
-        self.device = torch.device(device)
         self.program = load_program(storage, self.signature, device)
 
     @property
@@ -192,6 +197,8 @@ def predict_file(
     Raises:
         DataError: unreadable input, missing or ill-typed columns (checked in every file before any scoring).
     """
+    if batch_rows < 1:
+        raise DataError(f"--batch-rows must be >= 1, got {batch_rows}")
     files = input_files(input_path)
     if OUTPUT in keep:
         raise DataError(f"--keep {OUTPUT}: the output's own column; rename that input column")

@@ -1,0 +1,254 @@
+"""Ingest fanned out over pipeline tasks (pods), with the stages of ``wukong data prepare --workers``.
+
+    plan ─▶ ParallelFor(group) scan ─▶ offsets ─▶ ParallelFor(group) count ─▶ vocabulary
+         ─▶ ParallelFor(group) encode ─▶ commit
+
+The source's parts (:meth:`Source.parts`: files, 64 MiB ranges of plain files) are split by bytes into
+at most ``tasks`` groups of consecutive parts; the three loops run one task per group, and the
+single steps between them gather the groups' results:
+
+- **plan** checks the output, removes objects of unfinished runs, fixes the run id and the groups;
+- **scan** (:func:`wukong.data.stages.scan`) reads and validates a group's parts once and uploads
+  their spooled rows;
+- **offsets** checks the rejects over all parts (too many: the run fails, nothing published) and
+  fixes the unfitted encoder;
+- **count** (:func:`wukong.data.stages.count`) fits the encoder on each of a group's parts;
+- **vocabulary** merges every part's fit in part order: frequency vocabularies from the parts'
+  counts (hashing has nothing to merge), dense statistics, label means;
+- **encode** (:func:`wukong.data.stages.encode`) writes a group's shards, named by the group;
+- **commit** (:func:`wukong.data.prepare.commit`) writes the manifest last, then removes the staging.
+
+The tasks share nothing but the dataset's storage: what a stage hands on lies under
+``staging/<run>/`` (spooled rows, JSON summaries, pickled encoders, written by this same image within
+one run). Nothing is visible before commit: shards carry the run id in their names and no manifest
+references them, so a failed task publishes nothing, and the next run's plan removes what it left.
+The rows, their ids and splits are those of ``wukong data prepare`` on the same input, whatever
+``tasks`` is. Splits are by ratio (a time split needs every part's times before any count).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from wukong.data.errors import DataError
+from wukong.data.manifest import Manifest
+from wukong.data.prepare import (
+    PrepareOptions,
+    checked_rejects,
+    commit,
+    merged,
+    new_encoder,
+    new_run_id,
+    offsets,
+    open_output,
+)
+from wukong.data.sources import Source, open_source
+from wukong.data.sources.base import Part
+from wukong.data.stages import Scanned, Written, count, encode, groups, scan, writer_tag
+from wukong.io import Storage, open_storage
+
+STAGING = "staging"
+
+
+@dataclass
+class Plan:
+    """What every task of one fanned-out ingest reads first (``staging/<run>/plan.json``)."""
+
+    run_id: str
+    source: str
+    input_uri: str
+    rows: int
+    seed: int
+    options: dict[str, Any]
+    parts: list[dict[str, Any]]
+    groups: list[list[int]]  # part indices of each group
+
+    def open(self) -> Source:
+        return _open_source(self.source, self.input_uri, self.rows, self.seed)
+
+    def prepare_options(self) -> PrepareOptions:
+        return PrepareOptions(**{**self.options, "split": tuple(self.options["split"])})
+
+
+@dataclass
+class _Task:
+    """One task's view: the dataset's storage, the run's plan, and (for a loop task) its group."""
+
+    uri: str
+    storage: Storage
+    plan: Plan
+    group: int
+
+    @classmethod
+    def of(cls, spec: str) -> _Task:
+        item = json.loads(spec)
+        storage = open_storage(item["dataset_uri"])
+        plan = Plan(**_read_json(storage, _key(item["run_id"], "plan.json")))
+        return cls(item["dataset_uri"], storage, plan, item["group"])
+
+    def key(self, name: str) -> str:
+        return _key(self.plan.run_id, name)
+
+    def scans(self) -> list[Scanned]:
+        """Every part's scan, in part order."""
+        found = [_read_json(self.storage, self.key(f"scan-{g:04d}.json")) for g in range(len(self.plan.groups))]
+        return [Scanned.from_dict(item) for group in found for item in group]
+
+    def local(self, scanned: Scanned, folder: Path) -> Scanned:
+        """``scanned`` with its spooled rows downloaded into ``folder``."""
+        segments = []
+        for key in scanned.segments:
+            path = folder / Path(key).name
+            path.write_bytes(self.storage.read_bytes(key))
+            segments.append(str(path))
+        return Scanned(scanned.part, scanned.rows, scanned.rejects, segments)
+
+
+def ingest_summary(dataset_uri: str, source: str, manifest: Manifest) -> dict[str, Any]:
+    """What an ingest step reports about the dataset it published."""
+    return {
+        "uri": dataset_uri,
+        "source": source,
+        "run_id": manifest.run_id,
+        "rows": {split: manifest.rows(split) for split in manifest.splits},
+        "rows_rejected": manifest.source.get("rows_rejected", 0),
+        "features": {"dense": len(manifest.schema.dense), "sparse": len(manifest.schema.sparse)},
+        "bytes": manifest.bytes(),
+    }
+
+
+def _key(run_id: str, name: str) -> str:
+    return f"{STAGING}/{run_id}/{name}"
+
+
+def _read_json(storage: Storage, key: str) -> Any:
+    return json.loads(storage.read_bytes(key))
+
+
+def _read_pickle(task: _Task, name: str) -> Any:
+    return pickle.loads(task.storage.read_bytes(task.key(name)))
+
+
+def _write_json(storage: Storage, key: str, value: Any) -> None:
+    storage.write_bytes(key, json.dumps(value).encode())
+
+
+def _open_source(source: str, input_uri: str, rows: int, seed: int) -> Source:
+    return open_source(source, Path(input_uri) if input_uri else None, rows=rows or None, seed=seed)
+
+
+def plan(
+    source: str,
+    input_uri: str,
+    dataset_uri: str,
+    rows: int = 0,
+    seed: int = 0,
+    tasks: int = 4,
+    shard_rows: int = 200_000,
+    max_reject_ratio: float = 0.001,
+) -> list[str]:
+    """Start a fanned-out ingest into ``dataset_uri`` (replacing the dataset there); returns one task spec
+    (JSON) per group of parts, the items of the pipeline's loops."""
+    if tasks < 1:
+        raise DataError(f"ingest tasks must be >= 1, got {tasks}")
+    storage = open_storage(dataset_uri)
+    options = PrepareOptions(seed=seed, shard_rows=shard_rows, max_reject_ratio=max_reject_ratio, overwrite=True)
+    open_output(storage, options)
+    parts = _open_source(source, input_uri, rows, seed).parts()
+    run_id = new_run_id()
+    split = [list(run) for run in groups([p.bytes for p in parts], tasks)]
+    the_plan = Plan(run_id, source, input_uri, rows, seed, asdict(options), [asdict(p) for p in parts], split)
+    _write_json(storage, _key(run_id, "plan.json"), asdict(the_plan))
+    return [json.dumps({"dataset_uri": dataset_uri, "run_id": run_id, "group": g}) for g in range(len(split))]
+
+
+def scan_group(spec: str) -> str:
+    """Scan a group's parts and upload their spooled rows; returns ``spec``."""
+    task = _Task.of(spec)
+    source = task.plan.open()
+    found = []
+    with tempfile.TemporaryDirectory(prefix="wukong-spool-") as folder:
+        for index in task.plan.groups[task.group]:
+            scanned = scan(source, Path(folder), Part(**task.plan.parts[index]))
+            keys = []
+            for segment in scanned.segments:
+                keys.append(task.key(f"spool/{Path(segment).name}"))
+                task.storage.upload_file(Path(segment), keys[-1])
+            found.append(Scanned(scanned.part, scanned.rows, scanned.rejects, keys).to_dict())
+    _write_json(task.storage, task.key(f"scan-{task.group:04d}.json"), found)
+    return spec
+
+
+def check_offsets(specs: list[str]) -> list[str]:
+    """After every scan: fail on too many rejects; fix the unfitted encoder. Returns ``specs``."""
+    task = _Task.of(specs[0])
+    options = task.plan.prepare_options()
+    if options.split_by == "time":
+        raise DataError("a fanned-out ingest splits by ratio; --split-by time needs `wukong data prepare`")
+    source, scans = task.plan.open(), task.scans()
+    checked_rejects(source, scans, options)
+    task.storage.write_bytes(task.key("template.pkl"), pickle.dumps(new_encoder(source, scans, options)))
+    return specs
+
+
+def count_group(spec: str) -> str:
+    """Fit the encoder on each of a group's parts; returns ``spec``."""
+    task = _Task.of(spec)
+    template = _read_pickle(task, "template.pkl")
+    scans = task.scans()
+    starts = offsets(scans)
+    fits = []
+    with tempfile.TemporaryDirectory(prefix="wukong-spool-") as folder:
+        for index in task.plan.groups[task.group]:
+            fits.append(count(template, task.local(scans[index], Path(folder)), starts[index]))
+    task.storage.write_bytes(task.key(f"fit-{task.group:04d}.pkl"), pickle.dumps(fits))
+    return spec
+
+
+def vocabulary(specs: list[str]) -> list[str]:
+    """Merge every part's fit, in part order, into the fitted encoder. Returns ``specs``."""
+    task = _Task.of(specs[0])
+    template = _read_pickle(task, "template.pkl")
+    fits = [fit for g in range(len(task.plan.groups)) for fit in _read_pickle(task, f"fit-{g:04d}.pkl")]
+    task.storage.write_bytes(task.key("encoder.pkl"), pickle.dumps(merged(template, fits)))
+    return specs
+
+
+def encode_group(spec: str) -> str:
+    """Encode a group's parts into its own shards; returns ``spec``."""
+    task = _Task.of(spec)
+    encoder = _read_pickle(task, "encoder.pkl")
+    scans = task.scans()
+    starts = offsets(scans)
+    tag = writer_tag(task.group, len(task.plan.groups))
+    with tempfile.TemporaryDirectory(prefix="wukong-spool-") as folder:
+        parts = [(task.local(scans[i], Path(folder)), starts[i]) for i in task.plan.groups[task.group]]
+        written = encode(encoder, task.storage, task.plan.run_id, task.plan.prepare_options(), parts, tag)
+    _write_json(task.storage, task.key(f"written-{task.group:04d}.json"), written.to_dict())
+    return spec
+
+
+def commit_run(specs: list[str]) -> dict[str, Any]:
+    """Write the manifest (the commit point), then remove the run's staging; returns the ingest summary."""
+    task = _Task.of(specs[0])
+    groups_written = range(len(task.plan.groups))
+    written = [Written.from_dict(_read_json(task.storage, task.key(f"written-{g:04d}.json"))) for g in groups_written]
+    description, encoder = task.plan.open().describe(), _read_pickle(task, "encoder.pkl")
+    options = task.plan.prepare_options()
+    manifest = commit(task.storage, task.plan.run_id, description, encoder, task.scans(), written, options)
+    task.storage.delete([o.key for o in task.storage.list(f"{STAGING}/{task.plan.run_id}/")])
+    return ingest_summary(task.uri, task.plan.source, manifest)
+
+
+def artifact_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of an ingest step's ``Dataset`` artifact, from its summary."""
+    return {key: summary[key] for key in ("uri", "run_id", "rows", "rows_rejected", "features")}
+
+
+PART_STAGES = {"scan": scan_group, "count": count_group, "encode": encode_group}
+GATHER_STAGES = {"offsets": check_offsets, "vocabulary": vocabulary}
