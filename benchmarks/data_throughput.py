@@ -1,19 +1,33 @@
-"""Rows/s from local shards to ready training batches (dense tensor, KeyedJaggedTensor, labels).
+"""Data throughput: reading shards into training batches, and ingesting raw Criteo TSV into shards.
 
-One process pinned to one core reads a Criteo-shaped synthetic dataset (13 dense, 26 sparse
+**Reader.** Rows/s from local shards to ready training batches (dense tensor, KeyedJaggedTensor,
+labels). One process pinned to one core reads a Criteo-shaped synthetic dataset (13 dense, 26 sparse
 features) with :class:`wukong.data.reader.DatasetReader`, with and without shuffling. The baseline,
 measured in the same run on the same rows, is the naive WebDataset layout: one tar member group per
 row (``dense.npy``, ``sparse.npy``, ``label.cls``) read with ``webdataset.WebDataset`` and batched in
-Python. The table goes to docs/benchmarks.md between this benchmark's markers.
+Python.
 
-    python benchmarks/data_throughput.py [--rows 1000000] [--naive-rows 100000] [--batch-size 4096] [--no-write]
+**Ingest.** MB/s of ``wukong data prepare --source criteo`` on a generated Criteo-format TSV, per
+core (input bytes per CPU-second of the process and its workers) and per wall second, for 1 and 2
+workers, with in the same run: the speed of Arrow's CSV parser alone on the same bytes (the ceiling
+of any ingest that parses them) and, given ``--baseline TREE`` (a source tree of an earlier version,
+e.g. ``git archive bbff412 wukong | tar -x -C /tmp/old``), that version's ``prepare``. Each
+configuration runs in its own process, best of ``--repeats``.
+
+Each table goes to docs/benchmarks.md between its benchmark's markers.
+
+    python benchmarks/data_throughput.py [--only reader|ingest] [--rows 1000000] [--naive-rows 100000]
+        [--batch-size 4096] [--ingest-rows 500000] [--repeats 2] [--baseline TREE] [--no-write]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
-from benchmarks_doc import publish
+from benchmarks_doc import cpu_name, publish
 from tabulate import tabulate
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -30,6 +44,8 @@ from wukong.data.reader import DatasetReader
 from wukong.data.sources.synthetic import SyntheticSource
 
 BEGIN, END = "<!-- data_throughput:begin -->", "<!-- data_throughput:end -->"
+INGEST_BEGIN, INGEST_END = "<!-- ingest_throughput:begin -->", "<!-- ingest_throughput:end -->"
+PART_BYTES = 16 << 20  # parts of the input for every ingest configuration (so 2 workers get equal shares)
 
 
 def rate(read) -> tuple[int, float]:
@@ -91,13 +107,7 @@ def naive(paths: list[str], keys: list[str], batch_size: int) -> int:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic dataset")
-    parser.add_argument("--naive-rows", type=int, default=100_000, help="rows read by the (slow) naive baseline")
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
+def reader_benchmark(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     torch.set_num_threads(1)
 
@@ -123,6 +133,135 @@ def main() -> None:
         f"(13 dense, 26 sparse) from local shards to dense tensor + KeyedJaggedTensor + labels, sha256 verified."
     )
     publish(BEGIN, END, header, table, write=not args.no_write)
+
+
+def criteo_tsv(path: Path, rows: int, seed: int = 0) -> int:
+    """Write ``rows`` Criteo-format lines (Zipf-distributed 8-hex-digit categories, log-normal counts, 20%
+    blank integers, 10% blank categories); returns the file's size."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(seed)
+    columns = [pa.array(rng.integers(0, 2, rows).astype(str))]
+    for j in range(13):
+        counts = np.floor(rng.lognormal(1.5 + 0.2 * (j % 3), 1.5, rows)).astype(np.int64) - (rng.random(rows) < 0.02)
+        columns.append(pc.if_else(pa.array(rng.random(rows) < 0.2), "", pc.cast(pa.array(counts), pa.string())))
+    for _ in range(26):
+        cardinality = int(10 ** rng.uniform(1, 6))
+        values = pa.array([f"{v:08x}" for v in rng.integers(0, 2**32, cardinality)])
+        picked = values.take(pa.array(np.minimum(rng.zipf(1.2, rows) - 1, cardinality - 1)))
+        columns.append(pc.if_else(pa.array(rng.random(rows) < 0.1), "", picked))
+    lines = pc.binary_join_element_wise(*columns, "\t")
+    with open(path, "wb") as f:
+        for start in range(0, rows, 100_000):
+            f.write(("\n".join(lines.slice(start, 100_000).to_pylist()) + "\n").encode())
+    return path.stat().st_size
+
+
+# Run in a fresh process per configuration: times one call, CPU of the process and its workers (forked
+# by a forkserver: stopping the server after the call adds their CPU to this process's children's).
+_TIMED = r"""
+import json, multiprocessing.forkserver, resource, sys, time
+from pathlib import Path
+
+def stop_forkserver():
+    server = multiprocessing.forkserver._forkserver
+    if getattr(server, "_forkserver_pid", None):
+        server._stop()
+
+def cpu():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+def run(kind, path, out, workers, part_bytes):
+    if kind == "parse":
+        from wukong.data.sources.criteo import NAMES, TYPED
+        from wukong.data.sources.text import parse_lines, read_lines
+        return lambda: [parse_lines(b, NAMES, "\t", TYPED, []) for b in read_lines(Path(path))]
+    from wukong.data.prepare import PrepareOptions, prepare
+    from wukong.data.sources.criteo import CriteoSource
+    if kind == "baseline":
+        return lambda: prepare(CriteoSource(Path(path)), out, PrepareOptions())
+    source = CriteoSource(Path(path), part_bytes=part_bytes)
+    return lambda: prepare(source, out, PrepareOptions(), workers=workers)
+
+if __name__ == "__main__":
+    kind, path, out, workers, part_bytes = sys.argv[1:3] + [sys.argv[3], int(sys.argv[4]), int(sys.argv[5])]
+    call = run(kind, path, out, workers, part_bytes)
+    wall, used = time.perf_counter(), cpu()
+    call()
+    stop_forkserver()
+    print(json.dumps({"wall": time.perf_counter() - wall, "cpu": cpu() - used}))
+"""
+
+
+def timed(kind: str, path: Path, folder: Path, workers: int = 1, tree: str | None = None, repeats: int = 2) -> dict:
+    """Best wall and CPU seconds of ``repeats`` runs of one configuration, each in a fresh process."""
+    script = folder / "timed.py"
+    script.write_text(_TIMED)
+    env = {**os.environ, **({"PYTHONPATH": tree} if tree else {})}
+    best: dict = {}
+    for repeat in range(repeats):
+        out = folder / f"{kind}-{workers}-{repeat}"
+        command = [sys.executable, str(script), kind, str(path), str(out), str(workers), str(PART_BYTES)]
+        result = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
+        best = {k: min(v, best.get(k, v)) for k, v in result.items()}
+    return best
+
+
+def ingest_benchmark(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = folder / "day.tsv"
+        size = criteo_tsv(path, args.ingest_rows)
+        configurations = [("Arrow CSV parse alone, typed, 1 thread (ceiling)", "parse", 1, None)]
+        if args.baseline:
+            configurations.append(
+                (f"prepare, previous version ({args.baseline}), 1 process", "baseline", 1, args.baseline)
+            )
+        configurations += [("prepare, 1 worker", "prepare", 1, None), ("prepare, 2 workers", "prepare", 2, None)]
+        results = [
+            (name, workers, timed(kind, path, folder, workers, tree, args.repeats))
+            for name, kind, workers, tree in configurations
+        ]
+    one_worker = next(r for name, w, r in results if name == "prepare, 1 worker")
+    rows = [
+        [
+            name,
+            f"{r['wall']:.2f}",
+            f"{size / r['wall'] / 1e6:.1f}",
+            f"{r['cpu']:.2f}",
+            f"{size / r['cpu'] / 1e6:.1f}",
+            f"{one_worker['wall'] / r['wall']:.2f}x" if name.startswith("prepare, ") and "version" not in name else "",
+        ]
+        for name, workers, r in results
+    ]
+    headers = ["configuration", "wall s", "MB/s", "CPU s", "MB/s per core", "vs 1 worker (wall)"]
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    header = (
+        f"Measured {datetime.date.today()} on {cpu_name()} ({os.cpu_count()} cores), load average "
+        f"{os.getloadavg()[0]:.1f} at the end: a generated Criteo TSV of {args.ingest_rows:,} rows "
+        f"({size / 1e6:.0f} MB, {PART_BYTES >> 20} MiB parts), frequency vocabularies, best of {args.repeats}. "
+        "Per core: input bytes per CPU-second of the process and its workers."
+    )
+    publish(INGEST_BEGIN, INGEST_END, header, table, write=not args.no_write)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("reader", "ingest"), help="run one of the two benchmarks")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic dataset")
+    parser.add_argument("--naive-rows", type=int, default=100_000, help="rows read by the (slow) naive baseline")
+    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--ingest-rows", type=int, default=500_000, help="rows of the generated Criteo TSV")
+    parser.add_argument("--repeats", type=int, default=2, help="ingest: runs per configuration (the best counts)")
+    parser.add_argument("--baseline", metavar="TREE", help="ingest: a source tree of an earlier version to compare")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if args.only != "reader":
+        ingest_benchmark(args)  # first: the reader pins this process to one core
+    if args.only != "ingest":
+        reader_benchmark(args)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from components.sweep_plan import sweep_plan
 from components.sweep_point import sweep_point
 from components.sweep_report import sweep_report
 from components.train import train
+from components.warm_start import warm_start
 
 __all__ = [
     "IMAGE",
@@ -31,4 +32,5 @@ __all__ = [
     "sweep_point",
     "sweep_report",
     "train",
+    "warm_start",
 ]

@@ -19,10 +19,12 @@ def train(
     nodes: int,
     nproc_per_node: int,
     gpus_per_node: int,
+    init_from: str,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> str:
-    """Writes the run under ``<runs_root>/<run_id>``; returns that URI (also the Model's ``uri`` metadata)."""
+    """Writes the run under ``<runs_root>/<run_id>``; returns that URI (also the Model's ``uri`` metadata).
+    ``init_from``: the model folder to warm-start from (the warm-start step's), empty for a cold start."""
     import json
 
     from wukong.pipeline import steps
@@ -38,6 +40,7 @@ def train(
         nproc_per_node=nproc_per_node,
         nodes=nodes,
         gpus_per_node=gpus_per_node,
+        init_from=init_from,
     )
     model.metadata.update(
         {
@@ -45,6 +48,7 @@ def train(
             "model": card["model"],
             "mflops_per_example": card["mflops_per_example"],
             "steps": card["steps"],
+            "init_from": (card.get("init_from") or {}).get("from", ""),
             "framework": "pytorch+torchrec",
         }
     )

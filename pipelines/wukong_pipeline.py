@@ -1,4 +1,11 @@
-"""``wukong_training_pipeline``: ingest → train → evaluate → (if AUC ≥ minimum) register and maybe promote.
+"""``wukong_training_pipeline``: warm-start → ingest → train → evaluate → (if AUC ≥ minimum) register and
+maybe promote.
+
+A recurring (daily) run sets ``partition=newest`` and ``init_from=production``: it prepares the newest
+``KEY=VALUE`` partition of ``input_uri`` into ``<dataset_uri>/KEY=VALUE``, extending the vocabulary of
+the model in production, trains warm-started from that model (a cold start while there is none), and
+the register step's gate compares the new model with production re-evaluated on the same held-out
+test split of the newest partition.
 
 Compile with ``make pipeline`` (writes ``pipelines/wukong_training_pipeline.yaml``; a test fails when
 that file is stale). Run locally with ``wukong pipeline run --local``; on a cluster with
@@ -9,7 +16,7 @@ from pathlib import Path
 
 from kfp import compiler, dsl, kubernetes
 
-from components import evaluate, ingest, register, train
+from components import evaluate, ingest, register, train, warm_start
 from wukong.launch.resources import DEFAULTS_CONFIG_MAP, S3_SECRET  # k8s/base: the Secret template, the ConfigMap
 
 COMPILED = Path(__file__).with_name("wukong_training_pipeline.yaml")
@@ -45,11 +52,14 @@ def _on_cluster(task: dsl.PipelineTask, launches: bool = False) -> dsl.PipelineT
 
 @dsl.pipeline(
     name="wukong-training",
-    description="Raw logs to WebDataset shards, TorchRec training, evaluation, registration with a promotion gate.",
+    description="Raw logs to WebDataset shards, TorchRec training (warm-started from production if asked), "
+    "evaluation, registration with a promotion gate.",
 )
 def wukong_training_pipeline(
     source: str = "synthetic",
     input_uri: str = "",
+    partition: str = "",  # "newest" or a KEY=VALUE folder of input_uri (e.g. date=2026-11-22); "": all of it
+    init_from: str = "",  # "production" (cold start while none), a registry version or a model folder; "": cold
     rows: int = 0,  # synthetic: rows to generate (0: 100,000); other sources: read only the first N (0: all)
     seed: int = 0,
     dataset_uri: str = "s3://wukong/datasets/synthetic",
@@ -67,7 +77,19 @@ def wukong_training_pipeline(
     min_auc: float = 0.7,
     tolerance: float = 0.002,
 ) -> str:
-    ingested = _on_cluster(ingest(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed))
+    base = _on_cluster(warm_start(init_from=init_from, registry_uri=registry_uri, registered_name=registered_name))
+    base.set_display_name("warm-start")
+    ingested = _on_cluster(
+        ingest(
+            source=source,
+            input_uri=input_uri,
+            dataset_uri=dataset_uri,
+            rows=rows,
+            seed=seed,
+            partition=partition,
+            extend_vocabulary=base.outputs["folder"],
+        )
+    )
     ingested.set_display_name("ingest")
     trained = _on_cluster(
         train(
@@ -81,6 +103,7 @@ def wukong_training_pipeline(
             nodes=nodes,
             nproc_per_node=nproc_per_node,
             gpus_per_node=gpus_per_node,
+            init_from=base.outputs["folder"],
         ),
         launches=True,
     )

@@ -131,7 +131,7 @@ def evaluate_model(model_uri: str, data_uri: str, split: str = "test", batch_siz
 
     from wukong.data.reader import DatasetReader
     from wukong.schema import FeatureSchema
-    from wukong.train.outputs import check_schema, load_trained_model
+    from wukong.train.outputs import load_trained_model
     from wukong.train.predict import predict
 
     model, card = load_trained_model(model_uri)
@@ -142,15 +142,67 @@ def evaluate_model(model_uri: str, data_uri: str, split: str = "test", batch_siz
         env = init_distributed()
         rank, world = env.rank, env.world_size
     reader = DatasetReader(data_uri, split, batch_size, rank=rank, world_size=world, shuffle=False, drop_last=False)
-    check_schema(FeatureSchema.from_dict(card["schema"]), reader.schema, data_uri)
+    ids = model_ids(model_uri, FeatureSchema.from_dict(card["schema"]), data_uri, reader.schema)
     model.eval()
-    probabilities, labels, row_ids = predict(lambda b: model(b.dense, b.sparse), reader, torch.device("cpu"))
+    probabilities, labels, row_ids = predict(lambda b: model(b.dense, ids(b.sparse)), reader, torch.device("cpu"))
     return {
         "model": model_uri,
         "model_name": card["model"],
         "data": data_uri,
         "split": split,
+        "ids_mapped_by_value": ids.mapped,
         **compute_metrics(probabilities, labels),
         **oracle_metrics(data_uri, split, row_ids, probabilities, labels),
         "curves": curves(probabilities, labels),
     }
+
+
+class ModelIds:
+    """A dataset's sparse ids as a model's: ``ids(kjt)`` maps each feature's ids through ``maps`` (the
+    model's id of the value each data id stands for, 0 for values the model never saw); no maps: as they are."""
+
+    def __init__(self, maps: dict[str, torch.Tensor] | None = None) -> None:
+        self.maps = maps or {}
+
+    @property
+    def mapped(self) -> bool:
+        return bool(self.maps)
+
+    def __call__(self, sparse):
+        if not self.maps:
+            return sparse
+        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+        parts = torch.split(sparse.values(), sparse.length_per_key())
+        values = [self.maps[k][p] if k in self.maps else p for k, p in zip(sparse.keys(), parts)]
+        return KeyedJaggedTensor(keys=sparse.keys(), values=torch.cat(values), lengths=sparse.lengths())
+
+
+def model_ids(model_uri: str, trained: Any, data_uri: str, given: Any) -> ModelIds:
+    """How the ids of the dataset at ``data_uri`` (schema ``given``) become ids of the model at
+    ``model_uri`` (trained on schema ``trained``): by raw value, through the model's copy of its
+    vocabulary (:mod:`wukong.data.vocabulary`), so a model is evaluated on data prepared later (a newer
+    partition, a vocabulary extended since) as it would score it in serving. A model that kept no
+    vocabulary needs the dataset's ids to be its own (same table sizes).
+
+    Raises:
+        DataError: other features, another categorical encoding, or (no vocabulary) other table sizes.
+    """
+    from wukong.data.errors import DataError
+    from wukong.data.vocabulary import dataset_vocabulary, id_map, read_vocabulary
+    from wukong.train.outputs import check_features, check_schema
+
+    check_features(trained, given, data_uri)
+    try:
+        known = read_vocabulary(model_uri)
+    except DataError:
+        check_schema(trained, given, data_uri)
+        return ModelIds()
+    data = dataset_vocabulary(data_uri)
+    maps = {}
+    for feature in given.sparse:
+        mapped = id_map(known, data, feature.name)
+        rows = next(f.cardinality for f in trained.sparse if f.name == feature.name)
+        if len(mapped) != rows or not np.array_equal(mapped, np.arange(rows)):
+            maps[feature.name] = torch.from_numpy(np.maximum(mapped, 0))
+    return ModelIds(maps)

@@ -80,8 +80,10 @@ def test_fast_and_checked_paths_accept_the_same_rows(tmp_path: Path, monkeypatch
         path = write_criteo(tmp_path / name, body)
 
         def read(source: CriteoSource) -> tuple[pa.Table, list]:
+            """The rows (categories decoded: the fast path gives them dictionary-encoded) and the rejects."""
             chunks = list(source.chunks())
-            return pa.concat_tables(c.table for c in chunks), [r for c in chunks for r in c.rejects]
+            tables = [c.table.cast(pa.schema([(f.name, _decoded(f.type)) for f in c.table.schema])) for c in chunks]
+            return pa.concat_tables(tables), [r for c in chunks for r in c.rejects]
 
         fast_table, fast_rejects = read(CriteoSource(path))
         with monkeypatch.context() as patch:
@@ -90,6 +92,10 @@ def test_fast_and_checked_paths_accept_the_same_rows(tmp_path: Path, monkeypatch
         assert fast_table.equals(checked_table) and fast_rejects == checked_rejects
         assert fast_table.num_rows == len(good)
         assert len(checked_rejects) == len(body) - len(good)
+
+
+def _decoded(kind: pa.DataType) -> pa.DataType:
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
 
 
 def write_inputs(folder: Path) -> Path:
@@ -148,3 +154,34 @@ def test_row_ids_follow_the_source_order_across_parts(tmp_path: Path) -> None:
     labels = np.array([int(line.split("\t")[0]) for line in lines], dtype=np.float32)
     assert [r[0] for r in rows] == list(range(3000))
     assert np.array_equal([r[1] for r in rows], labels)
+
+
+@pytest.mark.slow
+def test_parquet_files_are_parts_and_the_time_split_holds_across_workers(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from wukong.data.sources.parquet import ParquetSource
+
+    folder = tmp_path / "events"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        n = 3000
+        table = pa.table(
+            {
+                "y": rng.integers(0, 2, n),
+                "price": rng.random(n) * 10,
+                "user": rng.integers(0, 400, n),
+                "at": rng.integers(0, 10**6, n),
+            }
+        )
+        pq.write_table(table, folder / f"part-{k}.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("label: y\ndense: [price]\nsparse: [user]\ntime: at\n")
+    source = ParquetSource(folder, spec)
+    assert [p.path for p in source.parts()] == [str(f) for f in sorted(folder.glob("*.parquet"))]
+    options = PrepareOptions(split_by="time", shard_rows=2000)
+    one = prepare(source, str(tmp_path / "one"), options)
+    two = prepare(ParquetSource(folder, spec), str(tmp_path / "two"), options, workers=2)
+    assert one.preprocessing["split"] == two.preprocessing["split"]  # the same cut-offs
+    assert split_rows(str(tmp_path / "one")) == split_rows(str(tmp_path / "two"))

@@ -8,6 +8,8 @@ real :class:`wukong.train.loop.Trainer` where the CLI cannot reach, and writing 
   dense weights and the replicated tables' weights as every rank has them.
 - ``weights``: build a Trainer that resumes from ``output``; writes its model's full weights.
 - ``guards``: a Trainer whose last loss is NaN, then whose weights are: does it validate or save?
+- ``warm``: build a Trainer that starts from the model at ``init_from``; writes its embedding tables
+  (whole) and the warm start it recorded.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from wukong.train.loop import Trainer, TrainingDiverged
 
 def trainer(args: dict[str, Any], resume: str) -> Trainer:
     cfg = load_config("tiny", [f"train.{k}={v}" for k, v in args.get("train", {}).items()])
-    return Trainer(cfg, args["data"], args["output"], init_distributed(), resume=resume)
+    env = init_distributed()
+    return Trainer(cfg, args["data"], args["output"], env, resume=resume, init_from=args.get("init_from"))
 
 
 def full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -77,6 +80,14 @@ def weights(args: dict[str, Any]) -> dict[str, Any]:
     return {"weights": {k: v.tolist() for k, v in full_weights(t.model).items()}, "step": t.progress.step}
 
 
+def warm(args: dict[str, Any]) -> dict[str, Any]:
+    from wukong.train.warm_start import recorded
+
+    t = trainer(args, resume="never")
+    tables = {k: v.tolist() for k, v in full_weights(t.model).items() if "embedding_bags" in k}
+    return {"tables": tables, "report": recorded(t.output), "plan": t.plan_rows}
+
+
 def guards(args: dict[str, Any]) -> dict[str, Any]:
     t = trainer(args, resume="never")
     seen: dict[str, Any] = {}
@@ -102,7 +113,7 @@ def guards(args: dict[str, Any]) -> dict[str, Any]:
 if __name__ == "__main__":
     command, arguments = sys.argv[1], json.loads(sys.argv[2])
     try:
-        result = {"steps": steps, "weights": weights, "guards": guards}[command](arguments)
+        result = {"steps": steps, "weights": weights, "guards": guards, "warm": warm}[command](arguments)
         if dist.get_rank() == 0:
             with open(arguments["result"], "w") as out:
                 json.dump(result, out)

@@ -57,6 +57,23 @@ def _split_by(args: argparse.Namespace, given_splits: bool) -> str:
     return args.split_by or "ratio"
 
 
+def _vocabulary_base(args: argparse.Namespace) -> str | None:
+    """The folder whose vocabulary ``--extend-vocabulary`` extends (a registry version resolved to its
+    folder once, here), checked against this run's source before anything is read."""
+    if not args.extend_vocabulary:
+        return None
+    from wukong.cli.options import located_model
+    from wukong.data.vocabulary import read_vocabulary
+
+    located = located_model(args.extend_vocabulary, args, "--extend-vocabulary")
+    if located.version is not None:
+        from wukong.cli.locations import announce
+
+        announce("data prepare", f"extending the vocabulary of {located.describe()}")
+    read_vocabulary(located.folder)  # fails here, in one line, when there is none
+    return located.folder
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -77,6 +94,8 @@ def _prepare(args: argparse.Namespace) -> int:
         hash_size=args.hash_size,
         max_reject_ratio=args.max_reject_ratio,
         overwrite=args.overwrite,
+        extend_vocabulary=_vocabulary_base(args),
+        partition=args.partition,
     )
     source_options = {
         "spec": args.spec,
@@ -153,6 +172,7 @@ def _add_teacher_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from wukong.cli.options import add_registry_options
     from wukong.data.sources import SOURCE_NAMES
 
     data = commands.add_parser("data", help="prepare and inspect datasets (WebDataset shards on object storage)")
@@ -218,6 +238,20 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="fail (publishing nothing) above this share of malformed rows (%(default)s)",
     )
     prepare.add_argument("--overwrite", action="store_true", help="replace a dataset already at --output")
+    prepare.add_argument(
+        "--partition",
+        metavar="VALUE",
+        help="the data partition the input holds, e.g. date=2026-11-22 (recorded in the manifest and the models "
+        "trained on it; the --output is typically .../date=2026-11-22)",
+    )
+    prepare.add_argument(
+        "--extend-vocabulary",
+        metavar="FROM",
+        help="keep the ids of FROM's vocabulary (a dataset, a model folder, or a registry version such as "
+        "production) and give values new in this data the ids after them, so that a model warm-started from "
+        "FROM (wukong train --init-from) keeps its embedding rows",
+    )
+    add_registry_options(prepare)
     prepare.add_argument(
         "--workers",
         type=int,

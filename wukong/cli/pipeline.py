@@ -32,6 +32,8 @@ def _run(args: argparse.Namespace) -> int:
         workdir=Path(args.workdir),
         source=args.source,
         input_uri=str(args.input or ""),
+        partition=args.partition,
+        init_from=args.init_from,
         rows=args.rows,
         seed=args.seed,
         model_name=args.model,
@@ -102,6 +104,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--workdir", default="runs/pipeline", help="dataset, runs and registry go here (%(default)s)")
     run.add_argument("--source", default="synthetic", choices=("synthetic", "movielens", "criteo", "parquet"))
     run.add_argument("--input", type=Path, help="raw data for movielens/criteo/parquet")
+    run.add_argument(
+        "--partition",
+        default="",
+        metavar="newest|KEY=VALUE",
+        help="prepare one partition of --input (a folder of KEY=VALUE folders, e.g. date=2026-11-22): the newest, "
+        "or the one named; its dataset goes to WORKDIR/dataset/KEY=VALUE",
+    )
+    run.add_argument(
+        "--init-from",
+        default="",
+        metavar="MODEL",
+        help="warm-start from this model: production (the registry's, a cold start while there is none), "
+        "a version, or a model folder; the new data's vocabulary extends the model's",
+    )
     run.add_argument(
         "--rows",
         type=int,

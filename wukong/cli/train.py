@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from wukong.cli.options import add_config_options
+from wukong.cli.options import add_config_options, add_registry_options
 from wukong.config import MODEL_NAMES, Config, TrainConfig, load_config
 
 
@@ -37,22 +37,60 @@ def _train_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-def _preflight(data_uri: str) -> None:
-    """Fail in the launching process, with one line, on what would otherwise fail in every worker."""
+def _preflight(cfg: Config, args: argparse.Namespace) -> list[str]:
+    """Fail in the launching process, with one line, on what would otherwise fail in every worker.
+    Returns the ``--init-from`` arguments of the workers: the model folder, resolved once here."""
     from wukong.data.manifest import read_manifest
     from wukong.io import open_storage
 
-    read_manifest(open_storage(data_uri))
+    manifest = read_manifest(open_storage(args.data))
+    if not args.init_from:
+        return []
+    from wukong.train.warm_start import WarmStart
+
+    folder, label = _init_source(args)
+    WarmStart.plan(folder, cfg, args.data, manifest.schema, label)
+    return ["--init-from", folder, "--init-label", label]
 
 
-def _launch(args: argparse.Namespace) -> int:
-    """Start ``--nproc`` local workers with torchrun (standalone rendezvous), each running this command."""
+def _init_source(args: argparse.Namespace) -> tuple[str, str]:
+    """The folder ``--init-from`` names (a registry version looked up), and how logs name it."""
+    from wukong.cli.options import located_model
+
+    if args.init_label:  # a worker of `--nproc`: the launcher resolved it
+        return args.init_from, args.init_label
+    located = located_model(args.init_from, args, "--init-from")
+    return located.folder, located.describe()
+
+
+def _shared_init_source(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """:func:`_init_source` as rank 0 resolves it, on every rank (a registry alias may move meanwhile)."""
+    from wukong.train.distributed import broadcast_object
+
+    if not args.init_from:
+        return None, None
+    found, error = None, None
+    if int(os.environ.get("RANK", "0")) == 0:
+        try:
+            found = _init_source(args)
+        except Exception as failure:  # every rank raises it, not rank 0 alone
+            error = failure
+    found, error = broadcast_object((found, error))
+    if error is not None:
+        raise error
+    return found
+
+
+def _launch(args: argparse.Namespace, extra: list[str]) -> int:
+    """Start ``--nproc`` local workers with torchrun (standalone rendezvous), each running this command
+    (with ``extra`` arguments instead of the ``--init-from`` given)."""
     worker_argv, tokens = [], iter(args.raw_argv[1:])  # raw_argv[0] is "train"
     for token in tokens:
-        if token == "--nproc":
+        if token in ("--nproc", "--init-from", "--registry", "--name"):
             next(tokens, None)
-        elif not token.startswith("--nproc="):
+        elif not token.startswith(("--nproc=", "--init-from=", "--registry=", "--name=")):
             worker_argv.append(token)
+    worker_argv += extra
     command = [
         sys.executable,
         "-m",
@@ -70,14 +108,14 @@ def _launch(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     if args.nproc and not args.worker and "LOCAL_RANK" not in os.environ:
-        _preflight(args.data)
-        return _launch(args)
+        return _launch(args, _preflight(cfg, args))
     from wukong.train.distributed import init_distributed, shutdown
     from wukong.train.loop import Trainer, TrainingDiverged
 
     env = init_distributed()
     try:
-        Trainer(cfg, args.data, args.output, env, resume=args.resume).fit()
+        init_from, label = _shared_init_source(args)
+        Trainer(cfg, args.data, args.output, env, resume=args.resume, init_from=init_from, init_label=label).fit()
     except TrainingDiverged as error:
         print(f"wukong train: {error}", file=sys.stderr)
         return 1
@@ -128,6 +166,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: continue from the latest complete checkpoint under --output (default)",
     )
+    train.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="start from a trained model (warm start): a training --output or a registry version such as "
+        "production or NAME:VERSION. Its weights (embedding rows mapped by raw value) and, where it kept its "
+        "checkpoint, its optimizer state; steps, data position and warm-up start afresh (not a resume)",
+    )
+    add_registry_options(train)
+    train.add_argument("--init-label", help=argparse.SUPPRESS)  # the launcher's resolved --init-from, for workers
     train.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     _add_train_flags(train)
     train.set_defaults(func=_train)

@@ -15,6 +15,17 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _lineage(manifest: Manifest) -> list[str]:
+    """The partition the dataset holds and the vocabulary it extends, where it says."""
+    lines = [f"partition {manifest.partition}"] if manifest.partition else []
+    extends = manifest.preprocessing.get("vocabulary_extends")
+    if extends:
+        changes = extends.get("features", {}).values()
+        kept, added = sum(c["kept"] for c in changes), sum(c["added"] for c in changes)
+        lines.append(f"vocabulary extends {extends['from']}: {kept:,} ids kept, {added:,} new values added after them")
+    return lines
+
+
 def summarize(manifest: Manifest, uri: str) -> str:
     source = manifest.source
     lines = [
@@ -29,6 +40,7 @@ def summarize(manifest: Manifest, uri: str) -> str:
         ),
         f"split     {manifest.preprocessing.get('split')}",
         f"encoding  {manifest.preprocessing.get('categorical')}; dense {manifest.preprocessing.get('dense')}",
+        *_lineage(manifest),
         "",
     ]
     label_mean = manifest.statistics.get("label_mean", {})

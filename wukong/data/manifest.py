@@ -60,6 +60,7 @@ class Manifest:
     created: str
     tool_version: str
     files: dict[str, str] = field(default_factory=dict)  # side files: vocabulary, rejects, oracle_<split>
+    partition: str | None = None  # the data partition this dataset holds (``--partition``, e.g. date=2026-11-22)
 
     def rows(self, split: str) -> int:
         return sum(s.rows for s in self.splits.get(split, []))
@@ -80,6 +81,7 @@ class Manifest:
             "tool_version": self.tool_version,
             "created": self.created,
             "run_id": self.run_id,
+            "partition": self.partition,
             "source": self.source,
             "schema": self.schema.to_dict(),
             "preprocessing": self.preprocessing,
@@ -111,6 +113,7 @@ class Manifest:
                 created=data["created"],
                 tool_version=data["tool_version"],
                 files=data.get("files", {}),
+                partition=data.get("partition"),
             )
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, DataError):

@@ -66,6 +66,7 @@ from wukong.data.stages import (
     spooled,
     writer_tag,
 )
+from wukong.data.vocabulary import Extension, base_vocabulary, extend_encoder
 from wukong.io import Storage, open_storage
 from wukong.schema import FeatureSchema, SparseFeature
 
@@ -87,6 +88,8 @@ class PrepareOptions:
     hash_size: int = 1 << 20
     max_reject_ratio: float = 0.001
     overwrite: bool = False
+    extend_vocabulary: str | None = None  # a dataset or model folder whose ids to keep (wukong.data.vocabulary)
+    partition: str | None = None  # the partition the input holds (e.g. date=2026-11-22), recorded in the manifest
 
     def __post_init__(self) -> None:
         if self.split_by not in ("ratio", "time", "column"):
@@ -151,6 +154,9 @@ class _Encoder:
         self.dense_stats = {name: DenseStats() for name in self.spec.dense}
         self.value_types: dict[str, str] = {}  # of the raw sparse columns: predict casts new rows to them
         self.label_sum = Counter()
+        sparse = [name for name, _ in spec.sparse]
+        self.base = base_vocabulary(options.extend_vocabulary, sparse, options.categorical, options.hash_size)
+        self.extensions: dict[str, Extension] = {}
         self.rows = Counter()
 
     def splits_of(self, table: pa.Table, row_ids: np.ndarray) -> np.ndarray:
@@ -190,8 +196,14 @@ class _Encoder:
             self.value_types = other.value_types
 
     def finish(self) -> None:
-        for encoder in self.encoders.values():
+        for name, encoder in self.encoders.items():
             encoder.finish()
+            if self.base is not None and isinstance(encoder, FrequencyVocabulary):
+                self.extensions[name] = extend_encoder(encoder, self.base, name)
+
+    def extension_record(self) -> dict:
+        """The manifest's ``preprocessing.vocabulary_extends``: the base and what each feature kept and added."""
+        return {"from": self.base.where, "features": {n: e.to_dict() for n, e in self.extensions.items()}}
 
     def schema(self) -> FeatureSchema:
         return FeatureSchema(
@@ -371,6 +383,7 @@ def commit(
             "value_types": encoder.value_types,
             "split": encoder.splitter.describe(),
             "fitted_on": "train",
+            **({"vocabulary_extends": encoder.extension_record()} if encoder.base is not None else {}),
             "shard_rows": options.shard_rows,
             "block_rows": options.block_rows,
         },
@@ -382,6 +395,7 @@ def commit(
         run_id=run_id,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         tool_version=__version__,
+        partition=options.partition,
         files=files,
     )
     storage.write_bytes(MANIFEST, manifest.to_json().encode())  # the commit point

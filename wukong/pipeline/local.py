@@ -39,6 +39,8 @@ class LocalRun:
     workdir: Path
     source: str = "synthetic"
     input_uri: str = ""
+    partition: str = ""  # newest, or a KEY=VALUE folder of input_uri (wukong.pipeline.partitions); "": all of it
+    init_from: str = ""  # production (a cold start while there is none), a registry version or a model folder
     rows: int = 0  # synthetic: rows to generate (0: 100,000); other sources: first N rows (0: all)
     seed: int = 0
     model_name: str = "wukong"
@@ -70,6 +72,8 @@ class LocalRun:
             task = wukong_training_pipeline(
                 source=self.source,
                 input_uri=self.input_uri,
+                partition=self.partition,
+                init_from=self.init_from,
                 rows=self.rows,
                 seed=self.seed,
                 dataset_uri=str(workdir / "dataset"),
@@ -84,9 +88,7 @@ class LocalRun:
                 min_auc=self.min_auc,
                 tolerance=self.tolerance,
             )
-        summary = summarize(
-            str(workdir / "dataset"), task.output, registry_uri, self.registered_name, production_before
-        )
+        summary = summarize(None, task.output, registry_uri, self.registered_name, production_before)
         return {**summary, "log": str(log_path)}
 
 
@@ -103,22 +105,28 @@ def skip_lines(pipeline) -> dict[str, str]:
 def describe_step(task: str, outputs: Outputs) -> str:
     """What a finished step of the training pipeline did, in one line, from the outputs it wrote."""
     parameters, artifacts = outputs["parameters"], outputs["artifacts"]
+    if task == "warm-start":
+        return parameters["label"] if not parameters["folder"] else f"from {parameters['label']}"
     if task == "ingest":
         dataset = artifacts["dataset"]
         rows = " · ".join(f"{split} {int(n):,}" for split, n in dataset["rows"].items())
         features = dataset.get("features", {})
         rejected = int(dataset.get("rows_rejected", 0))
+        added = dataset.get("vocabulary_added")
         return (
-            f"{rows} rows, {int(features.get('dense', 0))} dense + {int(features.get('sparse', 0))} sparse features"
+            (f"partition {dataset['partition']}: " if dataset.get("partition") else "")
+            + f"{rows} rows, {int(features.get('dense', 0))} dense + {int(features.get('sparse', 0))} sparse features"
             + (f", {rejected:,} rejected" if rejected else "")
+            + (f", vocabulary extended by {int(added):,} new values" if added is not None else "")
             + f" -> {short_path(dataset['uri'])}"
         )
     if task == "train":
         model, metrics = artifacts["model"], artifacts.get("metrics", {})
         auc = f", valid AUC {metrics['valid_auc']:.4f}" if "valid_auc" in metrics else ""
+        warm = " warm-started," if model.get("init_from") else ""
         return (
-            f"{model['model']}, {model['mflops_per_example']:.2f} MFLOP/example, {int(model['steps'])} steps{auc}"
-            f" -> {short_path(model['uri'])}"
+            f"{model['model']},{warm} {model['mflops_per_example']:.2f} MFLOP/example, {int(model['steps'])} steps"
+            f"{auc} -> {short_path(model['uri'])}"
         )
     if task == "evaluate":
         metrics = artifacts.get("metrics", {})
@@ -134,10 +142,12 @@ def describe_step(task: str, outputs: Outputs) -> str:
     return values or "done"
 
 
-def summarize(dataset_uri: str, run_uri: str, registry_uri: str, name: str, production_before) -> dict[str, Any]:
-    manifest = read_manifest(open_storage(dataset_uri))
+def summarize(dataset_uri: str | None, run_uri: str, registry_uri: str, name: str, production_before) -> dict[str, Any]:
+    """The outcome of a run that trained into ``run_uri`` (on ``dataset_uri``; None: the one its card names)."""
     run = open_storage(run_uri)
     card = json.loads(run.read_bytes("model_card.json"))
+    dataset_uri = dataset_uri or card["dataset"]["uri"]
+    manifest = read_manifest(open_storage(dataset_uri))
     evaluation = json.loads(run.read_bytes("eval-test.json"))
     registry = open_registry(registry_uri)
     # By the model file, not the run: registering is idempotent, so a run that reproduces an earlier
@@ -146,7 +156,12 @@ def summarize(dataset_uri: str, run_uri: str, registry_uri: str, name: str, prod
     registered = next((v for v in registry.versions(name) if v.model_sha256 == digest), None)
     production = registry.production(name)
     return {
-        "dataset": {"uri": dataset_uri, "rows": {s: manifest.rows(s) for s in manifest.splits}},
+        "dataset": {
+            "uri": dataset_uri,
+            "rows": {s: manifest.rows(s) for s in manifest.splits},
+            "partition": manifest.partition,
+        },
+        "warm_start": (card.get("init_from") or {}).get("from"),
         "model": {
             "name": card["model"],
             "mflops_per_example": card["mflops_per_example"],
@@ -172,6 +187,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:,}" for k, v in summary["dataset"]["rows"].items()),
         f"  model       {summary['model']['name']} ({summary['model']['mflops_per_example']:.2f} MFLOP/example, "
         f"{summary['model']['steps']} steps) -> {summary['model']['output']}",
+        *([f"  warm start  from {summary['warm_start']}"] if summary.get("warm_start") else []),
         f"  test        AUC {test['auc']:.4f}  LogLoss {test['logloss']:.4f}  NE {test['ne']:.4f}"
         f"  ({test['rows']:,} rows)",
         "  production  "

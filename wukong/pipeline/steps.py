@@ -18,18 +18,58 @@ LAUNCHERS = ("local", "trainjob", "pytorchjob")
 
 
 def ingest(
-    source: str, input_uri: str, dataset_uri: str, rows: int = 0, seed: int = 0, shard_rows: int = 200_000
+    source: str,
+    input_uri: str,
+    dataset_uri: str,
+    rows: int = 0,
+    seed: int = 0,
+    shard_rows: int = 200_000,
+    partition: str = "",
+    extend_vocabulary: str = "",
 ) -> dict[str, Any]:
     """Raw data → a published dataset at ``dataset_uri`` (replacing the previous one). Returns its summary.
 
-    ``rows``: synthetic rows to generate (0: the default 100,000), or the first rows to read (0: all)."""
+    ``rows``: synthetic rows to generate (0: the default 100,000), or the first rows to read (0: all).
+    ``partition``: ``newest`` or a ``KEY=VALUE`` folder of ``input_uri`` to read alone, published at
+    ``<dataset_uri>/KEY=VALUE`` (:mod:`wukong.pipeline.partitions`); empty: the whole input.
+    ``extend_vocabulary``: a model (or dataset) folder whose vocabulary ids to keep (a warm start's)."""
     from wukong.data.prepare import PrepareOptions, prepare
     from wukong.data.sources import open_source
     from wukong.pipeline.fanout import ingest_summary
+    from wukong.pipeline.partitions import resolve
 
+    name = None
+    if partition:
+        chosen = resolve(partition, input_uri, dataset_uri)
+        name, input_uri, dataset_uri = chosen.name, str(chosen.input_path), chosen.dataset_uri
     source_obj = open_source(source, Path(input_uri) if input_uri else None, rows=rows or None, seed=seed)
-    manifest = prepare(source_obj, dataset_uri, PrepareOptions(seed=seed, shard_rows=shard_rows, overwrite=True))
-    return ingest_summary(dataset_uri, source, manifest)
+    options = PrepareOptions(
+        seed=seed, shard_rows=shard_rows, overwrite=True, partition=name, extend_vocabulary=extend_vocabulary or None
+    )
+    manifest = prepare(source_obj, dataset_uri, options)
+    extends = manifest.preprocessing.get("vocabulary_extends", {}).get("features", {}).values()
+    return {
+        **ingest_summary(dataset_uri, source, manifest),
+        "partition": name or "",
+        "vocabulary_added": sum(change["added"] for change in extends) if extend_vocabulary else None,
+    }
+
+
+def warm_start(init_from: str, registry_uri: str, registered_name: str) -> dict[str, str]:
+    """The model a run starts from: ``folder`` ('' for a cold start) and ``label`` (how it is named).
+
+    ``init_from``: empty (cold start); ``production`` (the registry's production version of
+    ``registered_name``, a cold start when there is none yet); another registry version (``3``,
+    ``NAME:VERSION``) or a model folder, which must exist."""
+    from wukong.registry import PRODUCTION
+    from wukong.serve.locate import locate
+
+    if not init_from:
+        return {"folder": "", "label": "cold start (init_from not set)"}
+    if init_from == PRODUCTION and open_registry(registry_uri).production(registered_name) is None:
+        return {"folder": "", "label": f"cold start (no {registered_name} in production yet)"}
+    located = locate(init_from, registry_uri, registered_name, flag="init_from")
+    return {"folder": located.folder, "label": located.describe()}
 
 
 def train(
@@ -42,13 +82,16 @@ def train(
     nproc_per_node: int = 2,
     nodes: int = 1,
     gpus_per_node: int = 0,
+    init_from: str = "",
 ) -> dict[str, Any]:
     """Train ``model_name`` and return its model card. ``launcher``: ``local`` runs torchrun inside this
     process's machine; ``trainjob`` submits a multi-node Kubeflow Trainer v2 TrainJob, ``pytorchjob`` a
-    training-operator v1 PyTorchJob (see :mod:`wukong.launch`)."""
+    training-operator v1 PyTorchJob (see :mod:`wukong.launch`). ``init_from``: a model folder to
+    warm-start from (``wukong train --init-from``), empty for a cold start."""
     if launcher not in LAUNCHERS:
         raise DataError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     args = ["--data", dataset_uri, "--output", output_uri, "--config", preset, "--model", model_name]
+    args += ["--init-from", init_from] if init_from else []
     args += [item for override in overrides or [] for item in ("--set", override)]
     if launcher != "local":
         from wukong.launch import launch_training

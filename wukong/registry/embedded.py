@@ -5,6 +5,7 @@ Layout under the registry root::
     <name>/claims/000007                 created exclusively: whoever creates it owns version 7
     <name>/versions/000007/model.pt      the version's files, copied from the training output
     <name>/versions/000007/model_card.json, metrics.json
+    <name>/versions/000007/preprocessing.json, vocabulary.parquet   the model's vocabulary, when it kept one
     <name>/versions/000007/export/...     the servable artifact, if the training output was exported
     <name>/versions/000007/version.json  written last: a version exists once this exists
     <name>/aliases/production.json       {"version": 7}
@@ -26,6 +27,7 @@ from wukong.io import Storage, StorageError, open_storage
 from wukong.registry.base import PRODUCTION, ModelVersion, Registry, RegistryError
 
 FILES = ("model.pt", "model_card.json", "metrics.json")
+VOCABULARY_FILES = ("preprocessing.json", "vocabulary.parquet")  # wukong.data.vocabulary: copied when present
 EXPORT, SIGNATURE = "export", "signature.json"  # the servable artifact, when exported (wukong.serve)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CARD_KEYS = ("model", "mflops_per_example", "steps", "best_step", "world_size", "dataset", "git_revision")
@@ -73,6 +75,9 @@ class EmbeddedRegistry(Registry):
         self.storage.write_bytes(f"{folder}/model.pt", model_bytes)
         self.storage.write_bytes(f"{folder}/model_card.json", json.dumps(card, indent=1).encode())
         self.storage.write_bytes(f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
+        for name in VOCABULARY_FILES:
+            if source.exists(name):
+                self.storage.write_bytes(f"{folder}/{name}", source.read_bytes(name))
         self._copy_export(source, folder)
         record = ModelVersion(
             name=name,

@@ -30,6 +30,7 @@ from wukong import __version__
 from wukong.config import config_from_dict, config_to_dict
 from wukong.data.errors import DataError
 from wukong.data.manifest import read_manifest
+from wukong.data.vocabulary import PREPROCESSING, VOCABULARY
 from wukong.io import Storage, StorageError, open_storage
 from wukong.model.inference import InferenceModel
 from wukong.schema import FeatureSchema
@@ -46,12 +47,16 @@ def _named(prefix: str, data: bytes, suffix: str) -> str:
     return f"{prefix}-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
 
 
-def _training_data(card: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes | None]:
-    """The preprocessing the model was trained with and its vocabulary file, from the training dataset.
+def _training_data(source: Storage, card: dict[str, Any], where: str) -> tuple[dict[str, Any], bytes | None]:
+    """The preprocessing the model was trained with and its vocabulary file: the model folder's own copy
+    (:func:`wukong.data.vocabulary.write_copy`), else the training dataset's.
 
     Raises:
-        DataError: the dataset is gone or was prepared again since (its vocabulary may differ).
+        DataError: no copy, and the dataset is gone or was prepared again since (its vocabulary may differ).
     """
+    if source.exists(PREPROCESSING):
+        vocabulary = source.read_bytes(VOCABULARY) if source.exists(VOCABULARY) else None
+        return json.loads(source.read_bytes(PREPROCESSING)), vocabulary
     dataset = card.get("dataset") or {}
     uri = dataset.get("uri")
     storage = open_storage(uri) if uri else None
@@ -92,7 +97,7 @@ def export_artifact(model_uri: str, output_uri: str | None = None) -> dict[str, 
     if not (source.exists(MODEL) and source.exists(CARD)):
         raise DataError(f"{model_uri}: no {MODEL} and {CARD}; give a `wukong train` --output or a registry version")
     card = json.loads(source.read_bytes(CARD))
-    preprocessing, vocabulary = _training_data(card, model_uri)
+    preprocessing, vocabulary = _training_data(source, card, model_uri)
     cfg = config_from_dict(card["config"], f"{model_uri}/{CARD}")
     schema = FeatureSchema.from_dict(card["schema"])
     model_bytes = source.read_bytes(MODEL)

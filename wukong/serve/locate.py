@@ -42,10 +42,12 @@ def _is_location(reference: str) -> bool:
     return "/" in reference or "://" in reference or reference.startswith(".") or Path(reference).exists()
 
 
-def locate(reference: str, registry: str | Callable[[], str] | None = None, name: str | None = None) -> Located:
+def locate(
+    reference: str, registry: str | Callable[[], str] | None = None, name: str | None = None, flag: str = "--model"
+) -> Located:
     """The folder ``reference`` names (see the module docstring). ``registry``: the registry URI, or a
     function that finds it (called only when ``reference`` is a version: the CLI's defaults announce
-    themselves).
+    themselves). ``flag``: the option that gave ``reference``, as errors name it.
 
     Raises:
         DataError: a reference that is neither, or a version without a registry to look it up in.
@@ -55,17 +57,17 @@ def locate(reference: str, registry: str | Callable[[], str] | None = None, name
         return Located(reference.rstrip("/"))
     match = REFERENCE.match(reference)
     if not match:
-        raise DataError(f"--model {reference!r}: give a model folder, or a registry version as VERSION or NAME:VERSION")
+        raise DataError(f"{flag} {reference!r}: give a model folder, or a registry version as VERSION or NAME:VERSION")
     uri = registry() if callable(registry) else registry
     if not uri:
-        raise DataError(f"--model {reference}: a registry version, but no registry; pass --registry URI")
+        raise DataError(f"{flag} {reference}: a registry version, but no registry; pass --registry URI")
     opened = open_registry(uri)
     model_name = match["name"] or name
     if model_name is None:
         names = opened.names()
         if len(names) != 1:
             held = ", ".join(names) if names else "no model"
-            raise DataError(f"{uri} holds {held}; name one: --model NAME:{match['version']}")
+            raise DataError(f"{uri} holds {held}; name one: {flag} NAME:{match['version']}")
         model_name = names[0]
     version = opened.get(model_name, match["version"])
     return Located(version.uri.rstrip("/").removesuffix("/" + MODEL), version)

@@ -22,10 +22,11 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from wukong.config import Config, config_to_dict
 from wukong.data.errors import DataError
 from wukong.data.reader import DatasetReader
+from wukong.data.vocabulary import write_copy
 from wukong.evaluate import compute_metrics, oracle_metrics
 from wukong.io import open_storage
 from wukong.model import build_model, count_flops
-from wukong.train import outputs
+from wukong.train import outputs, warm_start
 from wukong.train.checkpoint import Checkpointer, parameters_of
 from wukong.train.distributed import DistEnv
 from wukong.train.module import TrainModule
@@ -34,6 +35,7 @@ from wukong.train.predict import predict
 from wukong.train.rowlog import RowLog
 from wukong.train.sharding import build_plan, format_plan, make_sharder, plan_rows
 from wukong.train.tensorboard import TensorBoard
+from wukong.train.warm_start import WarmStart
 
 
 class TrainingDiverged(RuntimeError):
@@ -76,7 +78,18 @@ def _inject_fault(step: int, env: DistEnv) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, data_uri: str, output_uri: str, env: DistEnv, resume: str = "auto") -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        data_uri: str,
+        output_uri: str,
+        env: DistEnv,
+        resume: str = "auto",
+        init_from: str | None = None,
+        init_label: str | None = None,
+    ) -> None:
+        """``init_from``: a trained model's folder to start from (:mod:`wukong.train.warm_start`) unless
+        the run resumes its own checkpoint; ``init_label``: how the log names it (a registry version)."""
         train = cfg.train
         if train.batch_size % env.world_size:
             raise DataError(f"train.batch_size {train.batch_size} is not divisible by the {env.world_size} ranks")
@@ -123,6 +136,8 @@ class Trainer:
         self.tensorboard = TensorBoard(self.output) if env.is_main else None
         if resume == "auto":
             self._resume()
+        if init_from:
+            self._warm_start(init_from, init_label)
 
     # ---- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -146,6 +161,16 @@ class Trainer:
             lines = self.output.read_bytes(outputs.HISTORY).decode().splitlines()
             self.history = [r for r in map(json.loads, lines) if r["step"] <= step]
         log(self.env, f"resumed from checkpoint step {step} (epoch {self.progress.epoch}, batch {self.progress.batch})")
+
+    def _warm_start(self, init_from: str, label: str | None) -> None:
+        if self.saved_step is not None:
+            log(self.env, f"--init-from {label or init_from}: not applied, the run resumed its own checkpoint")
+            return
+        plan = WarmStart.plan(init_from, self.cfg, self.data_uri, self.schema, label)
+        report = plan.load(self.model, self.optimizer, self.env)
+        if self.env.is_main:
+            outputs.write_json(self.output, warm_start.RECORD, report)
+        log(self.env, warm_start.describe(report))
 
     def _checkpoint(self) -> None:
         """Save this step: its state once (a step is saved again when an improving validation falls on
@@ -323,15 +348,18 @@ class Trainer:
                     "uri": self.data_uri,
                     "manifest_sha256": outputs.manifest_sha256(open_storage(self.data_uri)),
                     "run_id": self.train_reader.manifest.run_id,
+                    "partition": self.train_reader.manifest.partition,
                 },
                 "metrics": {"valid": p.best_metrics},
                 "mflops_per_example": self.flops.mflops,
                 "world_size": self.env.world_size,
+                "init_from": warm_start.recorded(self.output),
                 "sharding_plan": [[str(c) for c in row] for row in self.plan_rows],
                 "package_versions": outputs.package_versions(),
                 "git_revision": outputs.git_revision(),
                 **summary,
             }
+            write_copy(open_storage(self.data_uri), self.output)  # the model's own vocabulary
             outputs.write_json(self.output, outputs.CARD, card)
             self._write_history()
             log(

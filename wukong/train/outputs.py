@@ -86,14 +86,22 @@ def load_trained_model(model_uri: str) -> tuple[RankingModel, dict[str, Any]]:
     return model, card
 
 
-def check_schema(expected: FeatureSchema, actual: FeatureSchema, where: str) -> None:
-    """One line naming the first difference between the schema a model was trained on and a dataset's."""
+def check_features(expected: FeatureSchema, actual: FeatureSchema, where: str) -> None:
+    """One line naming the first feature a dataset has and a model was not trained on, or the reverse."""
     if expected.dense != actual.dense:
         raise DataError(f"{where}: dense features {list(actual.dense)} differ from the model's {list(expected.dense)}")
+    if set(expected.sparse_names) != set(actual.sparse_names):
+        raise DataError(
+            f"{where}: sparse features {sorted(actual.sparse_names)} differ from the model's "
+            f"{sorted(expected.sparse_names)}"
+        )
+
+
+def check_schema(expected: FeatureSchema, actual: FeatureSchema, where: str) -> None:
+    """One line naming the first difference between the schema a model was trained on and a dataset's."""
+    check_features(expected, actual, where)
     trained = {f.name: f for f in expected.sparse}
     given = {f.name: f for f in actual.sparse}
-    if set(trained) != set(given):
-        raise DataError(f"{where}: sparse features {sorted(given)} differ from the model's {sorted(trained)}")
     for name, feature in trained.items():
         if given[name] != feature:
             raise DataError(

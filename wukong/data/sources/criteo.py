@@ -89,43 +89,46 @@ class CriteoSource(Source):
         return {"name": self.name, "input": str(self.path), **files}
 
 
-def _columns(table: pa.Table) -> pa.Table:
-    """Label and integer features as int64 (the checked path reads them as text), categories as bytes."""
+def _columns(table: pa.Table, categories: dict[str, pa.Array] | None = None) -> pa.Table:
+    """Label and integer features as int64 (the checked path reads them as text), categories as bytes
+    (or ``categories``, the same values dictionary-encoded)."""
 
     def integers(name: str) -> pa.ChunkedArray:
         column = table.column(name)
         return column if pa.types.is_integer(column.type) else to_int(column)
 
-    return pa.table(
-        {"label": integers("label"), **{n: integers(n) for n in DENSE}, **{n: table.column(n) for n in SPARSE}}
-    )
+    categories = categories or {name: table.column(name) for name in SPARSE}
+    return pa.table({"label": integers("label"), **{n: integers(n) for n in DENSE}, **categories})
 
 
 def _fast(block: bytes, skipped: list[Reject]) -> pa.Table | None:
-    """The block's rows if every field is well-formed, else None."""
+    """The block's rows if every field is well-formed, else None. Categories come dictionary-encoded."""
     if block.translate(None, ALPHABET):
         return None
     try:
-        table = parse_lines(block, NAMES, "\t", TYPED, skipped).combine_chunks()
+        table = parse_lines(block, NAMES, "\t", TYPED, skipped)
     except pa.ArrowInvalid:  # a dense field is not an integer (or the block holds no line)
         return None
     if not table.num_rows:
         return _columns(table)
     if not pc.all(pc.is_in(table.column("label"), pa.array([b"0", b"1"]))).as_py():
         return None
-    for name in SPARSE:
-        lengths, data = _binary_buffers(table.column(name).chunk(0))
-        if ((lengths != 0) & (lengths != 8)).any() or (data == ord("-")).any():  # the alphabet allows no other
+    categories = {}
+    for name in SPARSE:  # encoded first, so that only the distinct values need checking
+        categories[name] = pc.dictionary_encode(table.column(name))
+        if not _hex_or_blank(categories[name].chunk(0).dictionary):
             return None
-    return _columns(table)
+    return _columns(table, categories)
 
 
-def _binary_buffers(array: pa.BinaryArray) -> tuple[np.ndarray, np.ndarray]:
-    """Each value's length, and the bytes of all values, of a binary array (no copies)."""
-    _, offsets, data = array.buffers()
-    offsets = np.frombuffer(offsets, np.int32)[array.offset : array.offset + len(array) + 1]
-    values = np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] if data is not None else np.zeros(0, np.uint8)
-    return np.diff(offsets), values
+def _hex_or_blank(values: pa.BinaryArray) -> bool:
+    """Whether every value is blank or 8 bytes without ``-`` (after the alphabet check: 8 hex digits)."""
+    _, offsets, data = values.buffers()
+    offsets = np.frombuffer(offsets, np.int32)[values.offset : values.offset + len(values) + 1]
+    lengths = np.diff(offsets)
+    if ((lengths != 0) & (lengths != 8)).any():
+        return False
+    return data is None or not (np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] == ord("-")).any()
 
 
 def _checked(block: bytes, skipped: list[Reject], path: Path) -> tuple[pa.Table, list[Reject]]:

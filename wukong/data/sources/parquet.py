@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from wukong.data.errors import DataError
-from wukong.data.sources.base import RawChunk, Reject, Source, SourceSpec
+from wukong.data.sources.base import Part, RawChunk, Reject, Source, SourceSpec
 from wukong.data.sources.text import NUMBER, REJECT_TEXT_CHARS
 
 BATCH_ROWS = 65_536
@@ -110,16 +110,23 @@ class ParquetSource(Source):
                     f"{self.spec_path}: sparse feature {name!r} should be {kind} (it is {schema.field(name).type})"
                 )
 
+    def parts(self) -> list[Part]:
+        """One part per file."""
+        return [Part(i, str(file), bytes=file.stat().st_size) for i, file in enumerate(self.files)]
+
     def chunks(self) -> Iterator[RawChunk]:
+        for part in self.parts():
+            yield from self.read(part)
+
+    def read(self, part: Part) -> Iterator[RawChunk]:
         columns = [self.spec.label, *self.spec.dense, *(n for n, _ in self.spec.sparse)]
         columns += [c for c in (self.spec.time, self.spec.split) if c]
-        for file in self.files:
-            try:
-                batches = pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=columns)
-                for batch in batches:
-                    yield self._clean(pa.Table.from_batches([batch]))
-            except (pa.ArrowInvalid, OSError) as error:
-                raise DataError(f"{file}: not a readable Parquet file ({error})") from None
+        try:
+            batches = pq.ParquetFile(part.path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            for batch in batches:
+                yield self._clean(pa.Table.from_batches([batch]))
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DataError(f"{part.path}: not a readable Parquet file ({error})") from None
 
     def _clean(self, table: pa.Table) -> RawChunk:
         """Reject rows whose label is missing or whose dense values are not numbers."""
