@@ -209,6 +209,29 @@ def timed(kind: str, path: Path, folder: Path, workers: int = 1, tree: str | Non
     return best
 
 
+def _spin(count: int) -> int:
+    total = 0
+    for i in range(count):
+        total += i
+    return total
+
+
+def free_cores_ratio(count: int = 5_000_000) -> tuple[float, float]:
+    """Wall seconds of a CPU-bound loop run twice in one process, over twice in two processes at once:
+    how much faster 2 workers *could* be on this machine right now (2.0 when two cores are free)."""
+    import multiprocessing
+
+    start = time.perf_counter()
+    _spin(count), _spin(count)
+    one = time.perf_counter() - start
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        pool.map(_spin, [1, 1])  # started
+        start = time.perf_counter()
+        pool.map(_spin, [count, count])
+        two = time.perf_counter() - start
+    return one, two
+
+
 def ingest_benchmark(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -216,14 +239,13 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
         size = criteo_tsv(path, args.ingest_rows)
         configurations = [("Arrow CSV parse alone, typed, 1 thread (ceiling)", "parse", 1, None)]
         if args.baseline:
-            configurations.append(
-                (f"prepare, previous version ({args.baseline}), 1 process", "baseline", 1, args.baseline)
-            )
+            configurations.append(("prepare, baseline version (--baseline), 1 process", "baseline", 1, args.baseline))
         configurations += [("prepare, 1 worker", "prepare", 1, None), ("prepare, 2 workers", "prepare", 2, None)]
         results = [
             (name, workers, timed(kind, path, folder, workers, tree, args.repeats))
             for name, kind, workers, tree in configurations
         ]
+        loop_one, loop_two = free_cores_ratio()
     one_worker = next(r for name, w, r in results if name == "prepare, 1 worker")
     rows = [
         [
@@ -236,6 +258,7 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
         ]
         for name, workers, r in results
     ]
+    rows.append(["CPU-bound loop, 2 processes vs 1 (free cores now)", "", "", "", "", f"{loop_one / loop_two:.2f}x"])
     headers = ["configuration", "wall s", "MB/s", "CPU s", "MB/s per core", "vs 1 worker (wall)"]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     header = (
@@ -243,6 +266,7 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
         f"{os.getloadavg()[0]:.1f} at the end: a generated Criteo TSV of {args.ingest_rows:,} rows "
         f"({size / 1e6:.0f} MB, {PART_BYTES >> 20} MiB parts), frequency vocabularies, best of {args.repeats}. "
         "Per core: input bytes per CPU-second of the process and its workers."
+        + (f" Baseline: the `prepare` of the source tree {args.baseline}." if args.baseline else "")
     )
     publish(INGEST_BEGIN, INGEST_END, header, table, write=not args.no_write)
 

@@ -13,9 +13,9 @@ def ingest(
     dataset_uri: str,
     rows: int,
     seed: int,
-    partition: str,
-    extend_vocabulary: str,
     dataset: Output[Dataset],
+    partition: str = "",
+    extend_vocabulary: str = "",
 ) -> int:
     """Prepare the dataset (of one partition of the input, when ``partition`` says; keeping the ids of
     ``extend_vocabulary``'s vocabulary, when given); the artifact's metadata holds its URI and manifest

@@ -19,9 +19,9 @@ def train(
     nodes: int,
     nproc_per_node: int,
     gpus_per_node: int,
-    init_from: str,
     model: Output[Model],
     metrics: Output[Metrics],
+    init_from: str = "",
 ) -> str:
     """Writes the run under ``<runs_root>/<run_id>``; returns that URI (also the Model's ``uri`` metadata).
     ``init_from``: the model folder to warm-start from (the warm-start step's), empty for a cold start."""

@@ -135,9 +135,11 @@ def describe_step(task: str, outputs: Outputs) -> str:
         )
     if task == "register":
         result = json.loads(parameters["Output"])
-        if result["promoted"]:
-            return f"{result['name']} version {result['version']} registered, promoted to production"
-        return f"{result['name']} version {result['version']} registered, not promoted: {result['reason']}"
+        if not result["promoted"]:
+            return f"{result['name']} version {result['version']} registered, not promoted: {result['reason']}"
+        compared, same = result.get("production_auc_compared"), result.get("production_reevaluated")
+        versus = f" (production's AUC {compared:.4f} on the same split)" if compared is not None and same else ""
+        return f"{result['name']} version {result['version']} registered, promoted to production{versus}"
     values = ", ".join(f"{name} {value}" for name, value in parameters.items())
     return values or "done"
 

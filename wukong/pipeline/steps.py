@@ -163,4 +163,5 @@ def register(
         "reason": reason,
         "production_before": production.to_dict() if production else None,
         "production_auc_compared": baseline.get("auc") if baseline else None,
+        "production_reevaluated": bool(production) and basis.startswith("re-evaluated"),
     }

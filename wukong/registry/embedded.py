@@ -75,9 +75,9 @@ class EmbeddedRegistry(Registry):
         self.storage.write_bytes(f"{folder}/model.pt", model_bytes)
         self.storage.write_bytes(f"{folder}/model_card.json", json.dumps(card, indent=1).encode())
         self.storage.write_bytes(f"{folder}/metrics.json", json.dumps(metrics, indent=1).encode())
-        for name in VOCABULARY_FILES:
-            if source.exists(name):
-                self.storage.write_bytes(f"{folder}/{name}", source.read_bytes(name))
+        for file in VOCABULARY_FILES:
+            if source.exists(file):
+                self.storage.write_bytes(f"{folder}/{file}", source.read_bytes(file))
         self._copy_export(source, folder)
         record = ModelVersion(
             name=name,

@@ -1,0 +1,102 @@
+"""Daily retraining: the pipeline on the newest partition, warm-started from the model in production."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wukong.cli import main
+from wukong.data.errors import DataError
+from wukong.data.manifest import read_manifest
+from wukong.io import open_storage
+from wukong.pipeline import steps
+from wukong.pipeline.partitions import partitions, resolve
+from wukong.registry import RegistryError, open_registry
+
+from ..partitions import write_day
+from ..train.test_warm_start import untrained_output
+from .test_pipeline import QUICK
+
+
+def test_the_newest_partition_is_the_greatest_value(tmp_path: Path) -> None:
+    for name in ("day=9", "day=10", "day=2", "notes", "_temporary"):
+        (tmp_path / "raw" / name).mkdir(parents=True)
+    (tmp_path / "raw" / "day=12").write_text("a file, not a partition")
+    assert partitions(tmp_path / "raw") == ["day=2", "day=9", "day=10"]  # integers compare as numbers
+    newest = resolve("newest", str(tmp_path / "raw"), "s3://bucket/datasets/ctr/")
+    assert (newest.name, newest.input_path) == ("day=10", tmp_path / "raw" / "day=10")
+    assert newest.dataset_uri == "s3://bucket/datasets/ctr/day=10"
+    assert resolve("day=9", str(tmp_path / "raw"), "d").dataset_uri == "d/day=9"  # a backfill names its day
+    for name in ("2026-11-22", "date=2026-11-22"):
+        (tmp_path / "dates" / name).mkdir(parents=True)
+    with pytest.raises(DataError, match="no such partition; the partitions there: \\['date=2026-11-22'\\]"):
+        resolve("date=2026-11-23", str(tmp_path / "dates"), "d")
+    with pytest.raises(DataError, match="give newest or a KEY=VALUE folder name"):
+        resolve("2026-11-22", str(tmp_path / "dates"), "d")
+    with pytest.raises(DataError, match="holds no partitions"):
+        resolve("newest", str(tmp_path / "raw" / "notes"), "d")
+
+
+def test_the_warm_start_step_takes_production_when_there_is_one(tmp_path: Path) -> None:
+    registry = str(tmp_path / "registry")
+    assert steps.warm_start("", registry, "ctr") == {"folder": "", "label": "cold start (init_from not set)"}
+    assert steps.warm_start("production", registry, "ctr")["label"] == "cold start (no ctr in production yet)"
+    write_day(tmp_path / "raw", 1, rows=400)
+    dataset = tmp_path / "day=1"
+    argv = ["data", "prepare", "--source", "criteo", "--input", str(tmp_path / "raw" / "day=1"), "--quiet"]
+    assert main([*argv, "--output", str(dataset)]) == 0
+    version = open_registry(registry).register("ctr", untrained_output(tmp_path / "model", str(dataset)), {})
+    open_registry(registry).promote("ctr", version.version)
+    base = steps.warm_start("production", registry, "ctr")
+    assert base == {"folder": version.uri, "label": f"ctr version 1 ({version.uri})"}
+    with pytest.raises(RegistryError, match="has no version 3"):
+        steps.warm_start("3", registry, "ctr")  # a version named outright must exist
+
+
+@pytest.mark.slow
+def test_the_second_day_warm_starts_from_production_under_kfp_local(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two scheduled runs as the daily schedule makes them (partition=newest, init_from=production): day 1
+    starts cold and becomes production; day 2 extends its vocabulary, starts from its weights, and the
+    gate compares the two models on day 2's held-out rows."""
+    raw, workdir = tmp_path / "raw", tmp_path / "work"
+    write_day(raw, 1)
+    sets = [item for override in QUICK for item in ("--set", override)]
+    argv = ["pipeline", "run", "--local", "--workdir", str(workdir), "--source", "criteo", "--input", str(raw)]
+    argv += ["--partition", "newest", "--init-from", "production", "--nproc", "1", "--min-auc", "0.5", *sets]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "warm-start cold start (no wukong-ctr in production yet)" in first
+    registry = open_registry(str(workdir / "registry"))
+    production = registry.production("wukong-ctr")
+    assert production.version == 1 and production.card["dataset"]["partition"] == "day=1"
+
+    write_day(raw, 2)  # the next day's partition lands
+    shutil.copytree(raw / "day=1", raw / "day=0")  # an older one: the newest is the greatest, not the latest copied
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in shown.splitlines() if line and not line.startswith(" ")}
+    assert lines["warm-start"].startswith(f"warm-start from wukong-ctr version 1 ({production.uri})")
+    added = int(re.search(r"vocabulary extended by ([\d,]+) new values", lines["ingest"])[1].replace(",", ""))
+    assert "partition day=2:" in lines["ingest"] and added > 0
+    assert "warm-started" in lines["train"]
+
+    dataset = read_manifest(open_storage(str(workdir / "dataset" / "day=2")))
+    assert dataset.partition == "day=2" and dataset.preprocessing["vocabulary_extends"]["from"] == production.uri
+    run = re.search(r"model\s+\S+ \(.*\) -> (\S+)", shown)[1]
+    card = json.loads(Path(run, "model_card.json").read_text())
+    assert card["dataset"]["partition"] == "day=2" and card["init_from"]["folder"] == production.uri
+    assert card["init_from"]["optimizer_state"]["loaded"] > 0  # from the checkpoint of version 1's training run
+    assert f"warm start  from {production.uri}" in shown
+
+    versions = registry.versions("wukong-ctr")
+    assert [v.version for v in versions] == [1, 2] and versions[1].lineage["dataset"].endswith("day=2")
+    if registry.production("wukong-ctr").version == 2:
+        assert re.search(r"promoted to production \(production's AUC 0\.\d{4} on the same split\)", lines["register"])
+    else:
+        assert "re-evaluated on this test split" in lines["register"]
