@@ -9,6 +9,7 @@ value, whatever ids the day-2 vocabulary gave it and however the tables are shar
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from wukong.evaluate import evaluate_model
 from wukong.io import open_storage
 from wukong.model import build_model
 from wukong.registry import open_registry
+from wukong.serve.artifact import export_artifact
 from wukong.train.outputs import CARD, MODEL
 
 from ..partitions import write_day
@@ -178,10 +180,17 @@ def test_an_incompatible_init_from_is_one_line_and_writes_nothing(
 
 
 def test_a_registered_version_keeps_the_models_vocabulary(small_days: dict[str, str], tmp_path: Path) -> None:
-    model = untrained_output(tmp_path / "model", small_days["one"])
-    version = open_registry(str(tmp_path / "registry")).register("ctr", model, {"auc": 0.7})
-    assert version.name == "ctr"
-    kept = read_vocabulary(version.uri)
-    assert kept.where == version.uri and kept.values["cat_0"].equals(
-        dataset_vocabulary(small_days["one"]).values["cat_0"]
+    """Registry versions carry the model's vocabulary, so a dataset prepared again since (here: deleted)
+    stops neither a vocabulary extension nor an export."""
+    dataset = tmp_path / "day=1"
+    shutil.copytree(small_days["one"], dataset)
+    fitted = dataset_vocabulary(str(dataset))
+    version = open_registry(str(tmp_path / "registry")).register(
+        "ctr", untrained_output(tmp_path / "model", str(dataset)), {"auc": 0.7}
     )
+    assert version.name == "ctr"
+    shutil.rmtree(dataset)
+    kept = read_vocabulary(version.uri)
+    assert kept.where == version.uri and kept.values["cat_0"].equals(fitted.values["cat_0"])
+    signature = export_artifact(version.uri)
+    assert "vocabulary" in signature["files"] and signature["preprocessing"]["categorical"]["mode"] == "frequency"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from wukong.cli.options import add_registry_options, located_model
+
 MODEL_HELP = (
     "a model folder (training --output, registered version, or its export/), or a registry version: "
     "VERSION or NAME:VERSION, e.g. production"
@@ -13,19 +15,11 @@ MODEL_HELP = (
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL", help=MODEL_HELP)
-    parser.add_argument(
-        "--registry",
-        metavar="URI",
-        help="where a registry version is looked up (default: $WUKONG_REGISTRY, else the newest runs/*/registry)",
-    )
-    parser.add_argument("--name", help="the registered model name, when --model is a bare VERSION")
+    add_registry_options(parser)
 
 
 def _locate(args: argparse.Namespace):
-    from wukong.cli.locations import registry_uri
-    from wukong.serve.locate import locate
-
-    return locate(args.model, lambda: registry_uri(args.registry, args.command), args.name)
+    return located_model(args.model, args, "--model")
 
 
 def _export(args: argparse.Namespace) -> int:

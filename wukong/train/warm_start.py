@@ -24,6 +24,7 @@ tables' rows (so the same ``embedding_dim`` and architecture); anything else is 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -96,18 +97,18 @@ def _checkpoint_of(folder: str, card: dict[str, Any]) -> tuple[str, int] | None:
     if storage.exists(VERSION_RECORD):
         record = json.loads(storage.read_bytes(VERSION_RECORD))
         origin = (record.get("lineage") or {}).get("training_output")
-        if origin:
-            import hashlib
-
-            other = open_storage(origin)
-            if other.exists(MODEL) and hashlib.sha256(other.read_bytes(MODEL)).hexdigest() == record.get(
-                "model_sha256"
-            ):
-                candidates.append(origin)
+        if origin and _model_digest(origin) == record.get("model_sha256"):
+            candidates.append(origin)
     for candidate in candidates:
         if open_storage(candidate).exists(f"{step_dir(step)}/{MARKER}"):
             return candidate, int(step)
     return None
+
+
+def _model_digest(folder: str) -> str | None:
+    """The sha256 of ``folder``'s model.pt (None when it has none)."""
+    storage = open_storage(folder)
+    return hashlib.sha256(storage.read_bytes(MODEL)).hexdigest() if storage.exists(MODEL) else None
 
 
 @dataclass
