@@ -15,9 +15,9 @@ from wukong.data.batch import random_batch
 from wukong.model import build_arch, build_model, count_flops
 from wukong.model.blocks import FactorizationMachineBlock, StaticProjection
 from wukong.model.embedding import FeatureEmbedding
-from wukong.model.stack import WukongLayer
 from wukong.model.init import Linear
 from wukong.model.mlp import MLP
+from wukong.model.stack import WukongLayer
 from wukong.schema import FeatureSchema, SparseFeature
 
 from .test_models import _materialize_like_torchrec
