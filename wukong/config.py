@@ -24,12 +24,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from typing import TYPE_CHECKING, Any
 
 from wukong.schema import FeatureSchema
+
+if TYPE_CHECKING:  # OmegaConf is imported where presets are loaded, so the archs need torch alone
+    from omegaconf.errors import OmegaConfBaseException
 
 MODEL_NAMES = ("wukong", "dlrm", "dcnv2", "finalmlp")
 FM_PROJECTIONS = ("static", "attentive")
@@ -38,6 +38,7 @@ LINEAR_INITS = ("torch", "xavier_normal", "xavier_uniform", "kaiming_normal")
 PROJECTION_INITS = ("xavier_uniform", "xavier_normal", "normal")
 FMB_ACTIVATIONS = ("none", "relu")
 LAYER_NORMS = ("dim", "layer")
+LAYER_FORMS = ("expand", "compact")
 EMBEDDING_INITS = ("torchrec", "uniform", "normal")
 # The presets folder: the repository's configs/ (editable installs), or WUKONG_CONFIGS (images set it).
 PRESETS_DIR = Path(os.environ.get("WUKONG_CONFIGS") or Path(__file__).resolve().parent.parent / "configs")
@@ -161,6 +162,7 @@ class ModelConfig:
     fmb_activation: str = "none"  # on each FMB's output: none, or relu (as FuxiCTR's WuKong)
     layer_dropout: float = 0.0  # dropout on each Wukong layer's concat(FMB, LCB) before the residual sum
     layer_norm: str = "dim"  # each Wukong layer's LayerNorm: over d per row (dim) or over all n·d (layer)
+    layer_form: str = "expand"  # expand: the paper's layer, nF+nL rows out; compact: n rows kept (bottleneck)
     # Regularisation of the interaction MLPs (every model; group keys override the mlp_* ones).
     mlp_dropout: float = 0.0  # dropout probability after each hidden ReLU
     mlp_norm: str = "none"  # between each hidden Linear and its ReLU: none, batchnorm, layernorm
@@ -209,6 +211,7 @@ class ModelConfig:
         _choice("model", "fmb_activation", self.fmb_activation, FMB_ACTIVATIONS)
         _dropout("model", layer_dropout=self.layer_dropout)
         _choice("model", "layer_norm", self.layer_norm, LAYER_NORMS)
+        _choice("model", "layer_form", self.layer_form, LAYER_FORMS)
         _choice("model", "linear_init", self.linear_init, LINEAR_INITS)
         _choice("model", "embedding_init", self.embedding_init, EMBEDDING_INITS)
 
@@ -245,6 +248,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam", "partial_rowwise_adam")
 CPU_EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
+COMPILE_MODES = ("none", "dense")  # train.compile: what runs under torch.compile
 
 
 def _embedding_weight_decay(where: str, optimizer: str, weight_decay: float) -> None:
@@ -338,6 +342,8 @@ class TrainConfig:
     row_wise_min_rows: int = 5_000  # hybrid: tables with at least this many rows are row-wise
     data_parallel_max_rows: int = 128  # hybrid: tables with at most this many rows are replicated
     pipeline: bool = True  # TrainPipelineSparseDist: overlap input distribution with compute
+    compile: str = "none"  # dense: torch.compile (inductor) the interaction arch of training steps (eager
+    # fallback, logged, if it fails; validation stays eager); none: eager everywhere
     num_workers: int = 0  # DataLoader worker processes per rank
     seed: int = 0
 
@@ -364,6 +370,7 @@ class TrainConfig:
             raise ValueError(f"train.plateau_min_factor must be in [0, 1], got {self.plateau_min_factor}")
         _choice("train", "embedding_optimizer", self.embedding_optimizer, EMBEDDING_OPTIMIZERS)
         _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
+        _choice("train", "compile", self.compile, COMPILE_MODES)
         _embedding_weight_decay("train.embedding_weight_decay", self.embedding_optimizer, self.embedding_weight_decay)
         for i, group in enumerate(self.embedding_groups):
             where = f"train.embedding_groups[{i}]"
@@ -405,6 +412,8 @@ def _explain(error: OmegaConfBaseException, source: str) -> ConfigError:
     full_key = str(getattr(error, "full_key", "") or "")
     parent = full_key.rpartition(".")[0]
     message = str(error).splitlines()[0]
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
         section = getattr(error, "object_type", None)
         if parent or not dataclasses.is_dataclass(section) or section is Config:
@@ -431,6 +440,9 @@ def resolve_preset(preset: str | Path) -> Path:
 
 def load_config(preset: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults, then the preset (a name under ``configs/`` or a YAML path), then ``key=value`` overrides."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     merged = OmegaConf.structured(Config)
     source = "defaults"
     try:
@@ -458,6 +470,9 @@ def load_config(preset: str | Path | None = None, overrides: Sequence[str] = ())
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
     """A :class:`Config` from a plain dict (e.g. a model card's), validated like a preset."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))  # type: ignore[return-value]
     except OmegaConfBaseException as error:
@@ -471,6 +486,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def config_to_yaml(cfg: Config) -> str:
+    from omegaconf import OmegaConf
+
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 

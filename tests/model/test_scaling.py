@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from wukong.benchmark import Throughput, format_table, model_throughput
 from wukong.config import MODEL_NAMES, Config
+from wukong.model.build import build_arch
+from wukong.model.flops import count_flops
 from wukong.model.scaling import (
     MAX_WUKONG_LAYERS,
     RULES,
+    TOLERANCE,
     config_for_flops,
     mflops_per_example,
     scale_widths,
+    scaled_arch_config,
     scaled_config,
 )
 from wukong.schema import FeatureSchema
@@ -52,6 +58,21 @@ def test_upscaling_is_monotone_across_a_depth_step(name: str, tiny: Config, tiny
     assert all(cost == pytest.approx(t, rel=0.05) for cost, t in zip(costs, targets))
 
 
+@pytest.mark.slow
+def test_compact_wukong_upscaling_is_monotone_and_on_target(tiny: Config, tiny_schema: FeatureSchema) -> None:
+    """The Wukong rule serves both layer forms: compact configs keep their form, hit every target
+    (from one shrunk layer to eight wide ones) and grow monotonically across a depth step."""
+    base, rule = dataclasses.replace(tiny.model, layer_form="compact"), RULES["wukong"]
+    step = mflops_per_example("wukong", tiny_schema, rule.config(base, 1, rule.start(1)))
+    targets = sorted([*TARGETS, *(step * (1 + delta) for delta in np.linspace(-0.05, 0.05, 5))])
+    configs = [scaled_config("wukong", tiny_schema, base, target) for target in targets]
+    costs = [mflops_per_example("wukong", tiny_schema, config) for config in configs]
+    assert all(config.layer_form == "compact" for config in configs)
+    assert [config.num_layers for config in configs][:: len(configs) - 1] == [1, MAX_WUKONG_LAYERS]
+    assert costs == sorted(costs)
+    assert all(cost == pytest.approx(target, rel=0.05) for cost, target in zip(costs, targets))
+
+
 def test_wukong_grows_layers_first_then_widths(tiny: Config, tiny_schema: FeatureSchema) -> None:
     rule, base = RULES["wukong"], tiny.model
     five_layers = rule.config(base, 4, 1.0)
@@ -89,6 +110,15 @@ def test_upscaled_flops_are_exact(name: str, tiny: Config, tiny_schema: FeatureS
     assert measured / 8 / 1e6 == pytest.approx(3.0, rel=0.1)
 
 
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_arch_alone_is_sized_without_an_embedding_layer(name: str, tiny: Config) -> None:
+    """``scaled_arch_config``: the same rule with the arch's own cost (what benchmarks/gpu_dense.py sizes)."""
+    for target in (0.2, 5.0):
+        config = scaled_arch_config(name, 12, tiny.model, target, num_dense_rows=1)
+        assert config.name == name
+        assert count_flops(build_arch(name, 12, config, 1)).mflops == pytest.approx(target, rel=TOLERANCE)
+
+
 def test_unreachable_target_is_explained(tiny: Config, tiny_schema: FeatureSchema) -> None:
     with pytest.raises(ValueError, match="cannot reach 1e-06 MFLOP/example"):
         config_for_flops("wukong", tiny_schema, tiny.model, target_mflops=1e-6)
@@ -112,6 +142,6 @@ def test_throughput_arithmetic() -> None:
 
 @pytest.mark.slow
 def test_model_throughput_runs_a_real_step(tiny: Config, tiny_schema: FeatureSchema) -> None:
-    result = model_throughput("dcnv2", tiny_schema, tiny.model, batch_size=16, seconds=0.0, peak_gflops=1.0)
+    result = model_throughput("dcnv2", tiny_schema, tiny.model, batch_size=16, seconds=0.0, burst=lambda: 1.0)
     assert result.examples_per_s > 0
     assert result.mflops_per_example == pytest.approx(mflops_per_example("dcnv2", tiny_schema, tiny.model))

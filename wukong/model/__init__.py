@@ -11,9 +11,10 @@ from wukong.model.blocks import FactorizationMachineBlock, LinearCompressionBloc
 from wukong.model.build import build_arch, build_model
 from wukong.model.flops import FlopCount, count_flops
 from wukong.model.recmodel import RankingModel
-from wukong.model.stack import WukongArch, WukongLayer
+from wukong.model.stack import CompactWukongLayer, WukongArch, WukongLayer
 
 __all__ = [
+    "CompactWukongLayer",
     "FactorizationMachineBlock",
     "FlopCount",
     "LinearCompressionBlock",

@@ -144,10 +144,12 @@ class FactorizationMachineBlock(nn.Module):
     .. math::
         \mathrm{FM}(X) = X\,(X^\top Y) \in \mathbb{R}^{n\times k}
         \qquad
-        \mathrm{FMB}(X) = \mathrm{reshape}_{n_F\times d}\Big(\sigma\Big(\mathrm{MLP}\big(
+        \mathrm{FMB}(X) = \mathrm{reshape}_{n_F\times e}\Big(\sigma\Big(\mathrm{MLP}\big(
             \mathrm{LN}(\mathrm{flatten}(\mathrm{FM}(X)))\big)\Big)\Big)
 
-    with ``σ`` the output activation (identity by default, ReLU as in FuxiCTR's WuKong).
+    with ``σ`` the output activation (identity by default, ReLU as in FuxiCTR's WuKong) and ``e``
+    the width of each output row: ``e = d`` (nF new embeddings, the paper's FMB) by default, ``e = 1``
+    (nF scalars) for the compact Wukong layer.
 
     ``X (Xᵀ Y)`` equals ``(X Xᵀ) Y`` (all pairwise dot products projected to rank k) at
     ``O(n·d·k)`` instead of ``O(n²·d)`` cost. Stacking layers raises the interaction order: layer i
@@ -158,16 +160,17 @@ class FactorizationMachineBlock(nn.Module):
         dim: d, the embedding dimension.
         num_outputs: nF, rows of the output.
         rank: k, columns of the projection Y.
-        hidden: hidden widths of the MLP (ReLU), which ends in a linear map to ``nF·d``.
+        hidden: hidden widths of the MLP (ReLU), which ends in a linear map to ``nF·e``.
         projection: ``"static"`` (learned Y) or ``"attentive"`` (Y computed from X).
         attention_rank: rows c of the compression feeding the attentive projection.
         attention_hidden: hidden widths of the attentive projection's MLP.
         dropout, norm: regularisation of the MLP's hidden layers (see :class:`~wukong.model.mlp.MLP`).
         activation: ``"none"`` or ``"relu"`` on the MLP's output.
         projection_init: initialisation of a static Y (see :class:`StaticProjection`).
+        output_dim: e, the width of each output row (None: d).
 
     Shapes:
-        ``(B, n, d) → (B, nF, d)``
+        ``(B, n, d) → (B, nF, e)``
 
     Example::
 
@@ -189,9 +192,11 @@ class FactorizationMachineBlock(nn.Module):
         norm: str = "none",
         activation: str = "none",
         projection_init: str = "xavier_uniform",
+        output_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.num_inputs, self.dim, self.num_outputs, self.rank = num_inputs, dim, num_outputs, rank
+        self.output_dim = dim if output_dim is None else output_dim
         if projection == "static":
             self.projection: nn.Module = StaticProjection(num_inputs, rank, projection_init)
         elif projection == "attentive":
@@ -201,7 +206,9 @@ class FactorizationMachineBlock(nn.Module):
         if activation not in FMB_ACTIVATIONS:
             raise ValueError(f"FMB activation must be one of {', '.join(FMB_ACTIVATIONS)}, got {activation!r}")
         self.norm = nn.LayerNorm(num_inputs * rank)
-        self.mlp = MLP(num_inputs * rank, hidden, out_features=num_outputs * dim, dropout=dropout, norm=norm)
+        self.mlp = MLP(
+            num_inputs * rank, hidden, out_features=num_outputs * self.output_dim, dropout=dropout, norm=norm
+        )
         self.activation: nn.Module = nn.ReLU() if activation == "relu" else nn.Identity()
 
     def interactions(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,7 +218,7 @@ class FactorizationMachineBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fm = self.interactions(x).flatten(1)
-        return self.activation(self.mlp(self.norm(fm))).view(-1, self.num_outputs, self.dim)
+        return self.activation(self.mlp(self.norm(fm))).view(-1, self.num_outputs, self.output_dim)
 
     def flops(self) -> FlopCount:
         """``4·n·d·k`` (``Xᵀ Y`` then ``X (·)``) + projection + MLP."""

@@ -38,6 +38,7 @@ def _wukong(n: int, m: ModelConfig, dense_rows: int) -> nn.Module:
         fmb_activation=m.fmb_activation,
         layer_dropout=m.layer_dropout,
         layer_norm=m.layer_norm,
+        layer_form=m.layer_form,
         projection_init=m.fm_projection_init,
         **{f"fmb_{k}": v for k, v in m.mlp_style(m.fmb_dropout, m.fmb_norm).items()},
         **{f"head_{k}": v for k, v in m.mlp_style(m.head_dropout, m.head_norm).items()},

@@ -5,7 +5,8 @@ figure), with each family grown the way the paper grows it:
 
 - **wukong**: layers first, then width. The depth ``l`` grows from 1 to :data:`MAX_WUKONG_LAYERS`
   (8) at the base widths; beyond that the 8-layer stack widens, with nF, nL, k, the FMB MLP and the
-  head MLP (and the attentive projection's MLP) all multiplied by one factor ``w``;
+  head MLP (and the attentive projection's MLP) all multiplied by one factor ``w``. The rule is the
+  same for both layer forms (``model.layer_form``): every size it grows raises the cost of either;
 - **dlrm**: the top MLP widens and deepens: one more layer (a copy of its first, widest one) per
   doubling of ``w``;
 - **dcnv2**: the cross network and the deep MLP deepen together (one more cross layer and one more
@@ -41,6 +42,7 @@ Example::
 
     config = scaled_config("wukong", schema, load_config("tiny").model, target_mflops=2.0)
     mflops_per_example("wukong", schema, config)  # within 5% of 2.0
+    scaled_arch_config("wukong", 40, ModelConfig(), 1000.0)  # the arch alone: torch only, no TorchRec
 """
 
 from __future__ import annotations
@@ -182,13 +184,18 @@ def mflops_per_example(name: str, schema: FeatureSchema, config: ModelConfig) ->
 
 
 class _Cost:
-    """MFLOP/example of configs of one family on one schema; the embedding layer is built once."""
+    """MFLOP/example of configs of one family: its arch on ``num_features`` rows, plus ``fixed`` FLOPs."""
 
-    def __init__(self, name: str, schema: FeatureSchema, base: ModelConfig) -> None:
-        embedding = build_model(name, schema, base, device="meta").embedding
-        self.name, self.fixed = name, count_flops(embedding).per_example  # the dense MLP: never scaled
-        self.num_features, self.dense_rows = embedding.num_features, embedding.num_dense_embeddings
+    def __init__(self, name: str, num_features: int, dense_rows: int, fixed: int = 0) -> None:
+        self.name, self.num_features, self.dense_rows, self.fixed = name, num_features, dense_rows, fixed
         self.cache: dict[str, float] = {}
+
+    @classmethod
+    def of_model(cls, name: str, schema: FeatureSchema, base: ModelConfig) -> _Cost:
+        """The whole model on ``schema``: the embedding layer (built once, on meta) adds its dense MLP."""
+        embedding = build_model(name, schema, base, device="meta").embedding
+        fixed = count_flops(embedding).per_example  # the dense MLP: never scaled
+        return cls(name, embedding.num_features, embedding.num_dense_embeddings, fixed)
 
     def __call__(self, config: ModelConfig) -> float:
         key = repr(config)
@@ -227,11 +234,31 @@ def scaled_config(name: str, schema: FeatureSchema, base: ModelConfig, target_mf
         ValueError: an unknown family, or a target out of reach (below what the fixed parts, such as
             d and the number of features, already cost).
     """
+    _check(name, target_mflops)
+    return _scaled(_Cost.of_model(name, schema, base), base, target_mflops)
+
+
+def scaled_arch_config(
+    name: str, num_features: int, base: ModelConfig, target_mflops: float, num_dense_rows: int = 1
+) -> ModelConfig:
+    """The config of family ``name`` whose arch alone (:func:`~wukong.model.build.build_arch` on
+    ``num_features`` rows) costs ``target_mflops`` MFLOP/example, by the same rule as
+    :func:`scaled_config`. No embedding layer is built, so this needs no TorchRec: use it to size the
+    dense part on machines that have torch alone."""
+    _check(name, target_mflops)
+    return _scaled(_Cost(name, num_features, num_dense_rows), base, target_mflops)
+
+
+def _check(name: str, target_mflops: float) -> None:
     if name not in RULES:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(RULES)}")
     if not target_mflops > 0:
         raise ValueError(f"target_mflops must be > 0, got {target_mflops}")
-    rule, cost = RULES[name], _Cost(name, schema, base)
+
+
+def _scaled(cost: _Cost, base: ModelConfig, target_mflops: float) -> ModelConfig:
+    """The closest config to ``target_mflops`` on the ladder of ``cost.name``'s rule (see the module docstring)."""
+    name, rule = cost.name, RULES[cost.name]
 
     def stage_start(stage: int) -> ModelConfig | None:
         if rule.stages is not None and stage >= rule.stages:

@@ -7,13 +7,72 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from wukong.config import LAYER_FORMS, LAYER_NORMS
 from wukong.model.blocks import FactorizationMachineBlock, LinearCompressionBlock
 from wukong.model.flops import FlopCount, count_flops, sum_flops
+from wukong.model.init import Linear
 from wukong.model.mlp import MLP
 
 
-class WukongLayer(nn.Module):
-    r"""One Wukong layer: an FMB and an LCB side by side, a residual and a LayerNorm.
+class WukongLayerBase(nn.Module):
+    """What both forms of a Wukong layer share: an FMB, dropout on the interaction branch, a LayerNorm.
+
+    A form sets :attr:`fmb_output_dim` (the width of each FMB output row; None: d) and builds its
+    linear branches in :meth:`build_branches`, which returns the number of rows the layer outputs. Both
+    forms take the same arguments (see :class:`WukongLayer`), so :class:`WukongArch` picks one by name.
+    """
+
+    fmb_output_dim: int | None = None
+
+    def __init__(
+        self,
+        num_inputs: int,
+        dim: int,
+        num_fmb: int,
+        num_lcb: int,
+        rank: int,
+        fmb_hidden: Sequence[int],
+        projection: str = "static",
+        attention_rank: int = 8,
+        attention_hidden: Sequence[int] = (128,),
+        fmb_dropout: float = 0.0,
+        fmb_norm: str = "none",
+        fmb_activation: str = "none",
+        projection_init: str = "xavier_uniform",
+        dropout: float = 0.0,
+        norm: str = "dim",
+    ) -> None:
+        super().__init__()
+        if norm not in LAYER_NORMS:
+            raise ValueError(f"layer norm must be one of {', '.join(LAYER_NORMS)}, got {norm!r}")
+        self.num_inputs, self.dim = num_inputs, dim
+        self.fmb = FactorizationMachineBlock(
+            num_inputs,
+            dim,
+            num_fmb,
+            rank,
+            fmb_hidden,
+            projection,
+            attention_rank,
+            attention_hidden,
+            dropout=fmb_dropout,
+            norm=fmb_norm,
+            activation=fmb_activation,
+            projection_init=projection_init,
+            output_dim=self.fmb_output_dim,
+        )
+        self.num_outputs = self.build_branches(num_fmb, num_lcb)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm((dim,) if norm == "dim" else (self.num_outputs, dim))
+
+    def build_branches(self, num_fmb: int, num_lcb: int) -> int:
+        """Create the form's linear modules; return the rows of the layer's output."""
+        raise NotImplementedError
+
+
+class WukongLayer(WukongLayerBase):
+    r"""One Wukong layer (``layer_form="expand"``, the paper's): an FMB and an LCB side by side, a
+    residual and a LayerNorm.
 
     .. math::
         X_{i+1} = \mathrm{LN}\big(\mathrm{concat}(\mathrm{FMB}_i(X_i), \mathrm{LCB}_i(X_i))
@@ -48,49 +107,13 @@ class WukongLayer(nn.Module):
         layer(torch.randn(4, 27, 16)).shape  # torch.Size([4, 16, 16])
     """
 
-    def __init__(
-        self,
-        num_inputs: int,
-        dim: int,
-        num_fmb: int,
-        num_lcb: int,
-        rank: int,
-        fmb_hidden: Sequence[int],
-        projection: str = "static",
-        attention_rank: int = 8,
-        attention_hidden: Sequence[int] = (128,),
-        fmb_dropout: float = 0.0,
-        fmb_norm: str = "none",
-        fmb_activation: str = "none",
-        projection_init: str = "xavier_uniform",
-        dropout: float = 0.0,
-        norm: str = "dim",
-    ) -> None:
-        super().__init__()
-        if norm not in ("dim", "layer"):
-            raise ValueError(f"layer norm must be 'dim' or 'layer', got {norm!r}")
-        self.dim = dim
-        self.num_outputs = num_fmb + num_lcb
-        self.fmb = FactorizationMachineBlock(
-            num_inputs,
-            dim,
-            num_fmb,
-            rank,
-            fmb_hidden,
-            projection,
-            attention_rank,
-            attention_hidden,
-            dropout=fmb_dropout,
-            norm=fmb_norm,
-            activation=fmb_activation,
-            projection_init=projection_init,
-        )
-        self.lcb = LinearCompressionBlock(num_inputs, num_lcb)
+    def build_branches(self, num_fmb: int, num_lcb: int) -> int:
+        rows = num_fmb + num_lcb
+        self.lcb = LinearCompressionBlock(self.num_inputs, num_lcb)
         self.residual: nn.Module = (
-            nn.Identity() if num_inputs == self.num_outputs else LinearCompressionBlock(num_inputs, self.num_outputs)
+            nn.Identity() if self.num_inputs == rows else LinearCompressionBlock(self.num_inputs, rows)
         )
-        self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm((dim,) if norm == "dim" else (self.num_outputs, dim))
+        return rows
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         interactions = self.dropout(torch.cat([self.fmb(x), self.lcb(x)], dim=1))
@@ -104,12 +127,70 @@ class WukongLayer(nn.Module):
         return count
 
 
+class CompactWukongLayer(WukongLayerBase):
+    r"""A Wukong layer that keeps its n input rows (``layer_form="compact"``): a bottleneck residual.
+
+    With ``x = flatten(X_i) ∈ R^{n·d}``:
+
+    .. math::
+        f = \mathrm{FMB}_i(X_i) \in \mathbb{R}^{n_F}, \qquad
+        l = W_L\,x + b_L \in \mathbb{R}^{n_L}, \qquad
+        z = \mathrm{Dropout}_p(\mathrm{concat}(f, l))
+
+        X_{i+1} = \mathrm{reshape}_{n\times d}\big(\mathrm{LN}(x + W_T\,z + b_T)\big),
+        \qquad W_T \in \mathbb{R}^{(n\cdot d)\times(n_F+n_L)}
+
+    The FMB is the paper's (the same ``X (Xᵀ Y)`` interactions, LayerNorm and MLP) except that its
+    MLP ends in nF scalars instead of nF rows of d. ``l`` is a linear map of all ``n·d`` input values
+    (with a bias, as the FMB MLP's last Linear: in eval mode it could be folded into ``b_T``, in
+    training dropout drops it with its unit). The nF + nL values are a bottleneck, mapped back to the
+    ``n·d`` values of the residual stream by ``W_T``. Every layer keeps n rows, so the head's input is
+    ``n·d`` whatever the depth. LayerNorm is over d per row (``norm="dim"``) or over all ``n·d``
+    values (``norm="layer"``, as FuxiCTR's WuKong, whose layer this form follows).
+
+    Args: as :class:`WukongLayer` (``num_lcb`` is nL, the width of ``l``).
+
+    Shapes:
+        ``(B, n, d) → (B, n, d)``
+
+    Example::
+
+        layer = CompactWukongLayer(num_inputs=27, dim=16, num_fmb=8, num_lcb=8, rank=4, fmb_hidden=[64])
+        layer(torch.randn(4, 27, 16)).shape  # torch.Size([4, 27, 16])
+    """
+
+    fmb_output_dim = 1
+
+    def build_branches(self, num_fmb: int, num_lcb: int) -> int:
+        width = self.num_inputs * self.dim
+        self.linear = Linear(width, num_lcb)  # W_L, b_L
+        self.transform = Linear(num_fmb + num_lcb, width)  # W_T, b_T
+        return self.num_inputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        bottleneck = self.dropout(torch.cat([self.fmb(x).flatten(1), self.linear(flat)], dim=1))
+        return self.norm((flat + self.transform(bottleneck)).view(-1, self.num_outputs, self.dim))
+
+    def flops(self) -> FlopCount:
+        """FMB (its MLP ending in nF) + ``2·n·d·nL`` (``W_L``) + ``2·(nF+nL)·n·d`` (``W_T``)."""
+        return count_flops(self.fmb) + count_flops(self.linear) + count_flops(self.transform)
+
+
+# The layer class of each ``model.layer_form``.
+LAYER_CLASSES: dict[str, type[WukongLayerBase]] = {"expand": WukongLayer, "compact": CompactWukongLayer}
+assert tuple(LAYER_CLASSES) == LAYER_FORMS
+
+
 class WukongArch(nn.Module):
-    r"""Wukong over embeddings: ``num_layers`` :class:`WukongLayer` then an MLP to one logit.
+    r"""Wukong over embeddings: ``num_layers`` Wukong layers then an MLP to one logit.
 
     .. math::
         X_{i+1} = \mathrm{WukongLayer}_i(X_i),\ i = 0..l-1;
         \qquad \hat y = \mathrm{MLP}(\mathrm{flatten}(X_l))
+
+    The layers are :class:`WukongLayer` (``layer_form="expand"``: ``X_l`` has nF + nL rows) or
+    :class:`CompactWukongLayer` (``"compact"``: every ``X_i`` keeps the n rows of ``X_0``).
 
     Args:
         num_features: n, rows of X0 (dense embeddings + one per sparse feature).
@@ -122,6 +203,7 @@ class WukongArch(nn.Module):
         head_dropout, head_norm: regularisation of the head's hidden layers (see
             :class:`~wukong.model.mlp.MLP`).
         layer_dropout, layer_norm: each layer's ``dropout`` and ``norm`` (see :class:`WukongLayer`).
+        layer_form: ``"expand"`` or ``"compact"``, the layer class (see above).
 
     Shapes:
         ``(B, n, d) → (B,)`` logits
@@ -154,12 +236,16 @@ class WukongArch(nn.Module):
         head_norm: str = "none",
         layer_dropout: float = 0.0,
         layer_norm: str = "dim",
+        layer_form: str = "expand",
     ) -> None:
         super().__init__()
-        widths = [num_features] + [num_fmb + num_lcb] * num_layers
-        self.layers = nn.ModuleList(
-            WukongLayer(
-                n,
+        if layer_form not in LAYER_CLASSES:
+            raise ValueError(f"layer form must be one of {', '.join(LAYER_CLASSES)}, got {layer_form!r}")
+        self.layers = nn.ModuleList()
+        rows = num_features  # each layer's input rows are its predecessor's output rows
+        for _ in range(num_layers):
+            layer = LAYER_CLASSES[layer_form](
+                rows,
                 dim,
                 num_fmb,
                 num_lcb,
@@ -175,9 +261,9 @@ class WukongArch(nn.Module):
                 dropout=layer_dropout,
                 norm=layer_norm,
             )
-            for n in widths[:-1]
-        )
-        self.head = MLP(widths[-1] * dim, head_hidden, out_features=1, dropout=head_dropout, norm=head_norm)
+            self.layers.append(layer)
+            rows = layer.num_outputs
+        self.head = MLP(rows * dim, head_hidden, out_features=1, dropout=head_dropout, norm=head_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
