@@ -16,19 +16,22 @@ def ingest(
     dataset: Output[Dataset],
     partition: str = "",
     extend_vocabulary: str = "",
+    split_by: str = "ratio",
 ) -> int:
     """Prepare the dataset (of one partition of the input, when ``partition`` says; keeping the ids of
-    ``extend_vocabulary``'s vocabulary, when given); the artifact's metadata holds its URI and manifest
-    summary. Returns training rows."""
-    import json
-
-    from wukong.pipeline import fanout, steps
+    ``extend_vocabulary``'s vocabulary, when given; split by ``split_by``: ratio or time); the artifact's
+    metadata holds its URI and manifest summary. Returns training rows."""
+    from wukong.pipeline import steps
+    from wukong.pipeline.ingest import record_dataset
 
     summary = steps.ingest(
-        source, input_uri, dataset_uri, rows=rows, seed=seed, partition=partition, extend_vocabulary=extend_vocabulary
+        source,
+        input_uri,
+        dataset_uri,
+        rows=rows,
+        seed=seed,
+        partition=partition,
+        extend_vocabulary=extend_vocabulary,
+        split_by=split_by,
     )
-    dataset.metadata.update(fanout.artifact_metadata(summary))
-    dataset.metadata.update({key: summary[key] for key in ("partition", "vocabulary_added")})
-    with open(dataset.path, "w") as f:
-        json.dump(summary, f, indent=1)
-    return int(summary["rows"]["train"])
+    return record_dataset(dataset, summary)

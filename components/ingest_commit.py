@@ -9,12 +9,7 @@ from components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def ingest_commit(groups: list, dataset: Output[Dataset]) -> int:
     """Publish the dataset; the artifact's metadata holds its URI and manifest summary. Returns training rows."""
-    import json
-
     from wukong.pipeline import fanout
+    from wukong.pipeline.ingest import record_dataset
 
-    summary = fanout.commit_run([str(g) for g in groups])
-    dataset.metadata.update(fanout.artifact_metadata(summary))
-    with open(dataset.path, "w") as f:
-        json.dump(summary, f, indent=1)
-    return int(summary["rows"]["train"])
+    return record_dataset(dataset, fanout.commit_run([str(g) for g in groups]))

@@ -22,12 +22,13 @@ def sweep_point(
     import json
 
     from wukong.experiments.trials import TrialSpec, run_trial
+    from wukong.pipeline.steps import run_folder
 
     spec = TrialSpec.from_dict(json.loads(trial))
     record = run_trial(
         spec,
         dataset.metadata["uri"],
-        f"{runs_root.rstrip('/')}/{run_id}/{spec.id}",
+        run_folder(runs_root, run_id, spec.id),
         launcher=launcher,
         nproc=nproc_per_node,
         nodes=nodes,

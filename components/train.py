@@ -29,7 +29,7 @@ def train(
 
     from wukong.pipeline import steps
 
-    output_uri = f"{runs_root.rstrip('/')}/{run_id}"
+    output_uri = steps.run_folder(runs_root, run_id)
     card = steps.train(
         dataset.metadata["uri"],
         output_uri,

@@ -5,8 +5,8 @@
 
 Each loop runs one task per group of the input's parts (files; 64 MiB ranges of plain-text files),
 at most ``tasks`` groups; see :mod:`wukong.pipeline.fanout` for what each step does and how nothing
-becomes visible before the commit. :func:`fanned_out_ingest` builds these steps inside any pipeline
-(its commit task's ``dataset`` output is what the single ``ingest`` step gives).
+becomes visible before the commit. The steps are :func:`pipelines.graph.fanned_out_ingest`, which the
+training pipeline builds too (its ``ingest_tasks`` parameter).
 
 Compile with ``make pipeline`` (writes ``pipelines/wukong_ingest_pipeline.yaml``; a test fails when that
 file is stale); run on this machine with :func:`run_locally` (kfp.local); submit the YAML with
@@ -17,35 +17,11 @@ from pathlib import Path
 
 from kfp import compiler, dsl
 
-from components import ingest_commit, ingest_gather, ingest_parts, ingest_plan
-from pipelines.wukong_pipeline import _on_cluster
+from pipelines.graph import PARALLELISM, fanned_out_ingest
+
+__all__ = ["COMPILED", "PARALLELISM", "compile_pipeline", "run_locally", "wukong_ingest_pipeline"]
 
 COMPILED = Path(__file__).with_name("wukong_ingest_pipeline.yaml")
-PARALLELISM = 8  # loop tasks at once (KFP needs a constant here; ``tasks`` bounds the groups)
-
-
-def fanned_out_ingest(source, input_uri, dataset_uri, rows, seed, tasks) -> dsl.PipelineTask:
-    """The fanned-out ingest's steps, inside the calling pipeline; returns the commit task."""
-    planned = _on_cluster(
-        ingest_plan(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed, tasks=tasks)
-    )
-    planned.set_display_name("ingest-plan")
-    with dsl.ParallelFor(items=planned.output, parallelism=PARALLELISM, name="scan-parts") as group:
-        scanned = _on_cluster(ingest_parts(stage="scan", group=group))
-        scanned.set_display_name("scan")
-    checked = _on_cluster(ingest_gather(stage="offsets", groups=dsl.Collected(scanned.output)))
-    checked.set_display_name("offsets")
-    with dsl.ParallelFor(items=checked.output, parallelism=PARALLELISM, name="count-parts") as group:
-        counted = _on_cluster(ingest_parts(stage="count", group=group))
-        counted.set_display_name("count")
-    merged = _on_cluster(ingest_gather(stage="vocabulary", groups=dsl.Collected(counted.output)))
-    merged.set_display_name("vocabulary")
-    with dsl.ParallelFor(items=merged.output, parallelism=PARALLELISM, name="encode-parts") as group:
-        encoded = _on_cluster(ingest_parts(stage="encode", group=group))
-        encoded.set_display_name("encode")
-    committed = _on_cluster(ingest_commit(groups=dsl.Collected(encoded.output)))
-    committed.set_display_name("ingest-commit")
-    return committed
 
 
 @dsl.pipeline(
@@ -61,7 +37,9 @@ def wukong_ingest_pipeline(
     dataset_uri: str = "s3://wukong/datasets/criteo",
     tasks: int = 4,  # groups of parts, each a task in every loop
 ) -> int:
-    committed = fanned_out_ingest(source, input_uri, dataset_uri, rows, seed, tasks)
+    committed = fanned_out_ingest(
+        tasks, source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed
+    )
     return committed.outputs["Output"]
 
 
@@ -73,13 +51,9 @@ def compile_pipeline(path: Path = COMPILED) -> Path:
 def run_locally(workdir: Path, **arguments) -> int:
     """Run the pipeline on this machine with kfp.local (the dataset under ``workdir/dataset`` unless
     ``dataset_uri`` is given); returns the training rows. ``arguments`` are the pipeline's parameters."""
-    from wukong.pipeline.local import print_restored, start_local
+    from wukong.pipeline.local import run_pipeline
 
-    workdir = workdir.absolute()
-    start_local(workdir / "kfp")
-    arguments = {"dataset_uri": str(workdir / "dataset"), **arguments}
-    with print_restored():
-        return wukong_ingest_pipeline(**arguments).output
+    return run_pipeline(wukong_ingest_pipeline, workdir, arguments, dataset_uri="dataset")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """``wukong_training_pipeline``: warm-start → ingest → train → evaluate → (if AUC ≥ minimum) register and
 maybe promote.
 
+The ingest is one step, or with ``ingest_tasks=N`` (N ≥ 1) fanned out over pods
+(:func:`pipelines.graph.fanned_out_ingest`: plan, ParallelFor loops of at most N tasks, the
+vocabulary merged from every task's counts, the manifest committed last); both publish the same
+dataset (rows, ids, splits; only shard boundaries differ) and hand the same ``Dataset`` artifact on.
+
 A recurring (daily) run sets ``partition=newest`` and ``init_from=production``: it prepares the newest
 ``KEY=VALUE`` partition of ``input_uri`` into ``<dataset_uri>/KEY=VALUE``, extending the vocabulary of
 the model in production, trains warm-started from that model (a cold start while there is none), and
@@ -14,46 +19,18 @@ that file is stale). Run locally with ``wukong pipeline run --local``; on a clus
 
 from pathlib import Path
 
-from kfp import compiler, dsl, kubernetes
+from kfp import compiler, dsl
 
 from components import evaluate, ingest, register, train, warm_start
-from wukong.launch.resources import DEFAULTS_CONFIG_MAP, S3_SECRET  # k8s/base: the Secret template, the ConfigMap
+from pipelines.graph import fanned_out_ingest, launching, named
 
 COMPILED = Path(__file__).with_name("wukong_training_pipeline.yaml")
 
 
-LAUNCH_SETTINGS = (
-    "WUKONG_IMAGE",
-    "WUKONG_NAMESPACE",
-    "WUKONG_JOB_TIMEOUT_S",
-    "WUKONG_NODE_SELECTOR",
-    "WUKONG_PRIORITY_CLASS",
-    "WUKONG_TRAINING_RUNTIME",
-    "WUKONG_QUEUE",
-)
-
-
-def _on_cluster(task: dsl.PipelineTask, launches: bool = False) -> dsl.PipelineTask:
-    """Credentials from a Secret and the object-store endpoint from a ConfigMap (ignored by kfp.local);
-    no caching, so a scheduled run always reads the newest data. The train step (``launches``) also
-    gets the job settings of the ConfigMap: image, namespace, wait bound, node selector, runtime, queue."""
-    kubernetes.use_secret_as_env(
-        task,
-        secret_name=S3_SECRET,
-        secret_key_to_env={"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
-    )
-    keys = ("AWS_ENDPOINT_URL", *LAUNCH_SETTINGS) if launches else ("AWS_ENDPOINT_URL",)
-    kubernetes.use_config_map_as_env(
-        task, config_map_name=DEFAULTS_CONFIG_MAP, config_map_key_to_env={key: key for key in keys}
-    )
-    task.set_caching_options(False)
-    return task
-
-
 @dsl.pipeline(
     name="wukong-training",
-    description="Raw logs to WebDataset shards, TorchRec training (warm-started from production if asked), "
-    "evaluation, registration with a promotion gate.",
+    description="Raw logs to WebDataset shards (in one step, or fanned out over pods), TorchRec training "
+    "(warm-started from production if asked), evaluation, registration with a promotion gate.",
 )
 def wukong_training_pipeline(
     source: str = "synthetic",
@@ -62,6 +39,8 @@ def wukong_training_pipeline(
     init_from: str = "",  # "production" (cold start while none), a registry version or a model folder; "": cold
     rows: int = 0,  # synthetic: rows to generate (0: 100,000); other sources: read only the first N (0: all)
     seed: int = 0,
+    split_by: str = "ratio",  # or "time" (one ingest step only)
+    ingest_tasks: int = 0,  # 0: one ingest step; N >= 1: the ingest fanned out over at most N tasks per stage
     dataset_uri: str = "s3://wukong/datasets/synthetic",
     model_name: str = "wukong",
     preset: str = "default",
@@ -77,56 +56,52 @@ def wukong_training_pipeline(
     min_auc: float = 0.7,
     tolerance: float = 0.002,
 ) -> str:
-    base = _on_cluster(warm_start(init_from=init_from, registry_uri=registry_uri, registered_name=registered_name))
-    base.set_display_name("warm-start")
-    ingested = _on_cluster(
-        ingest(
-            source=source,
-            input_uri=input_uri,
-            dataset_uri=dataset_uri,
-            rows=rows,
-            seed=seed,
-            partition=partition,
-            extend_vocabulary=base.outputs["folder"],
+    base = named(
+        warm_start(init_from=init_from, registry_uri=registry_uri, registered_name=registered_name), "warm-start"
+    )
+    ingest_args = dict(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed)
+    ingest_args.update(partition=partition, split_by=split_by, extend_vocabulary=base.outputs["folder"])
+
+    def train_evaluate_register(dataset) -> dsl.PipelineTask:
+        """The steps after the ingest, on its ``Dataset``; returns the train task."""
+        trained = named(
+            train(
+                dataset=dataset,
+                model_name=model_name,
+                preset=preset,
+                overrides=overrides,
+                init_from=base.outputs["folder"],
+                **launching(runs_root, launcher, nodes, nproc_per_node, gpus_per_node),
+            ),
+            "train",
+            launches=True,
         )
-    )
-    ingested.set_display_name("ingest")
-    trained = _on_cluster(
-        train(
-            dataset=ingested.outputs["dataset"],
-            model_name=model_name,
-            preset=preset,
-            overrides=overrides,
-            runs_root=runs_root,
-            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            launcher=launcher,
-            nodes=nodes,
-            nproc_per_node=nproc_per_node,
-            gpus_per_node=gpus_per_node,
-            init_from=base.outputs["folder"],
-        ),
-        launches=True,
-    )
-    trained.set_display_name("train")
-    evaluated = _on_cluster(
-        evaluate(dataset=ingested.outputs["dataset"], model=trained.outputs["model"], split=eval_split)
-    )
-    evaluated.set_display_name("evaluate")
-    with dsl.If(evaluated.outputs["Output"] >= min_auc, name="auc-above-minimum"):
-        registered = _on_cluster(
-            register(
-                dataset=ingested.outputs["dataset"],
-                model=trained.outputs["model"],
-                split=eval_split,
-                registry_uri=registry_uri,
-                registered_name=registered_name,
-                min_auc=min_auc,
-                tolerance=tolerance,
-                pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        evaluated = named(evaluate(dataset=dataset, model=trained.outputs["model"], split=eval_split), "evaluate")
+        with dsl.If(evaluated.outputs["Output"] >= min_auc, name="auc-above-minimum"):
+            named(
+                register(
+                    dataset=dataset,
+                    model=trained.outputs["model"],
+                    split=eval_split,
+                    registry_uri=registry_uri,
+                    registered_name=registered_name,
+                    min_auc=min_auc,
+                    tolerance=tolerance,
+                    pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ),
+                "register",
             )
-        )
-        registered.set_display_name("register")
-    return trained.outputs["Output"]
+        return trained
+
+    # The later steps sit in both branches, each on its branch's Dataset: kfp.local (2.17) cannot pass
+    # an artifact out of a dsl.If through dsl.OneOf (parameters it can: the run's output below).
+    with dsl.If(ingest_tasks > 0, name="fanned-out-ingest"):
+        committed = fanned_out_ingest(ingest_tasks, **ingest_args)
+        fanned_out = train_evaluate_register(committed.outputs["dataset"])
+    with dsl.Else(name="one-ingest-step"):
+        ingested = named(ingest(**ingest_args), "ingest")
+        one_step = train_evaluate_register(ingested.outputs["dataset"])
+    return dsl.OneOf(fanned_out.outputs["Output"], one_step.outputs["Output"])
 
 
 def compile_pipeline(path: Path = COMPILED) -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 from kfp import compiler, dsl
 
 from components import ingest, sweep_plan, sweep_point, sweep_report
-from pipelines.wukong_pipeline import _on_cluster
+from pipelines.graph import launching, named
 
 COMPILED = Path(__file__).with_name("wukong_scaling_pipeline.yaml")
 PARALLELISM = 4  # sweep points trained at once (KFP needs a constant here)
@@ -50,9 +50,10 @@ def wukong_scaling_pipeline(
     gpus_per_node: int = 0,
     split: str = "test",
 ) -> str:
-    ingested = _on_cluster(ingest(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed))
-    ingested.set_display_name("ingest")
-    planned = _on_cluster(
+    ingested = named(
+        ingest(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed), "ingest"
+    )
+    planned = named(
         sweep_plan(
             dataset=ingested.outputs["dataset"],
             models=models,
@@ -63,26 +64,20 @@ def wukong_scaling_pipeline(
             train_rows=train_rows,
             preset=preset,
             overrides=overrides,
-        )
+        ),
+        "sweep-plan",
     )
-    planned.set_display_name("sweep-plan")
     with dsl.ParallelFor(items=planned.output, parallelism=PARALLELISM, name="sweep-points") as trial:
-        point = _on_cluster(
+        point = named(
             sweep_point(
                 dataset=ingested.outputs["dataset"],
                 trial=trial,
-                runs_root=runs_root,
-                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                launcher=launcher,
-                nodes=nodes,
-                nproc_per_node=nproc_per_node,
-                gpus_per_node=gpus_per_node,
+                **launching(runs_root, launcher, nodes, nproc_per_node, gpus_per_node),
             ),
+            "sweep-point",
             launches=True,
         )
-        point.set_display_name("sweep-point")
-    reported = _on_cluster(sweep_report(records=dsl.Collected(point.outputs["Output"]), split=split))
-    reported.set_display_name("sweep-report")
+    reported = named(sweep_report(records=dsl.Collected(point.outputs["Output"]), split=split), "sweep-report")
     return reported.outputs["Output"]
 
 
@@ -94,13 +89,9 @@ def compile_pipeline(path: Path = COMPILED) -> Path:
 def run_locally(workdir: Path, **arguments) -> str:
     """Run the pipeline on this machine with kfp.local (dataset and runs under ``workdir``); returns the
     fitted laws as JSON. ``arguments`` are the pipeline's parameters."""
-    from wukong.pipeline.local import print_restored, start_local
+    from wukong.pipeline.local import run_pipeline
 
-    workdir = workdir.absolute()
-    start_local(workdir / "kfp")
-    arguments = {"dataset_uri": str(workdir / "dataset"), "runs_root": str(workdir / "runs"), **arguments}
-    with print_restored():
-        return wukong_scaling_pipeline(**arguments).output
+    return run_pipeline(wukong_scaling_pipeline, workdir, arguments, dataset_uri="dataset", runs_root="runs")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,32 @@ def test_inspect_finds_the_newest_dataset(
     assert captured.err.startswith(f"wukong data inspect: dataset {Path('runs') / 'demo' / 'dataset'} ")
 
 
+def test_inspect_after_a_partitioned_run_takes_the_newest_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A partitioned pipeline run publishes runs/<name>/dataset/KEY=VALUE, nothing at runs/<name>/dataset."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "runs" / "daily" / "dataset"
+    for day, rows in (("day=9", 900), ("day=10", 1000)):  # the newest is the greatest value, not the last made
+        prepare(SyntheticSource(rows=rows, seed=0), str(folder / day), PrepareOptions(partition=day))
+    (folder / "day=11").mkdir()  # a partition whose run failed: no manifest, not a dataset
+    assert main(["data", "inspect", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["partition"] == "day=10"
+    shown = Path("runs") / "daily" / "dataset"
+    assert captured.err == (
+        f"wukong data inspect: dataset {shown / 'day=10'} (the newest partition of the newest runs/*/dataset, "
+        "of day=9, day=10; pass a URI for another)\n"
+    )
+    assert main(["data", "inspect", str(shown)]) == 2
+    assert capsys.readouterr().err == (
+        f"wukong data inspect: {shown} holds the datasets of partitions day=9, day=10, not one dataset; "
+        f"pass one of them, e.g. {shown}/day=10\n"
+    )
+    assert main(["data", "inspect", str(shown / "day=9")]) == 0
+    assert "day=9" in capsys.readouterr().out
+
+
 def test_the_dataset_a_model_was_trained_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from wukong.data.errors import DataError
 

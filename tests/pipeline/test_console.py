@@ -13,7 +13,7 @@ from kfp.dsl import Dataset, Output
 
 from pipelines.wukong_pipeline import wukong_training_pipeline
 from wukong.pipeline.console import StepFailed, quiet_pipeline
-from wukong.pipeline.local import describe_step, skip_lines, start_local
+from wukong.pipeline.local import describe_step, skip_lines, start_local, step_names
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
@@ -95,9 +95,19 @@ def test_a_failing_step_shows_its_last_lines(tmp_path: Path) -> None:
 
 
 def test_skip_lines_find_the_registration_condition_by_its_name() -> None:
-    assert skip_lines(wukong_training_pipeline) == {
-        "condition-1": "register skipped: test AUC below the minimum (--min-auc)"
-    }
+    """One register condition after each form of the ingest (nested in the branch that runs)."""
+    skipped = skip_lines(wukong_training_pipeline)
+    assert len(skipped) == 2 and all(key.startswith("condition-") for key in skipped)
+    assert set(skipped.values()) == {"register skipped: test AUC below the minimum (--min-auc)"}
+
+
+def test_steps_are_named_by_their_display_names() -> None:
+    names = step_names(wukong_training_pipeline)
+    assert {names[key] for key in ("train", "train-2")} == {"train"}
+    loops = sorted(names[key] for key in names if key.startswith("ingest-parts"))
+    assert loops == ["count", "encode", "scan"]
+    assert {names[key] for key in names if key.startswith("ingest-gather")} == {"offsets", "vocabulary"}
+    assert names["ingest-plan"] == "ingest-plan" and names["ingest-commit"] == "ingest-commit"
 
 
 def test_step_lines_of_the_training_pipeline() -> None:
@@ -131,3 +141,33 @@ def test_step_lines_of_the_training_pipeline() -> None:
         "ctr version 3 registered, not promoted: AUC 0.70 is worse than production's 0.72"
     )
     assert describe_step("another-step", {"parameters": {"Output": 5}, "artifacts": {}}) == "Output 5"
+
+
+def test_step_lines_of_the_fanned_out_ingest() -> None:
+    def spec(group: int, **done) -> str:
+        found = {"dataset_uri": "s3://b/ds", "run_id": "r", "group": group, "groups": 2, "parts": 1 + group}
+        return json.dumps({**found, "bytes": 3_000_000, **({"done": done} if done else {})})
+
+    def step(name: str, output) -> str:
+        return describe_step(name, {"parameters": {"Output": output}, "artifacts": {}})
+
+    assert step("ingest-plan", [spec(0), spec(1)]) == (
+        "3 parts (6.0 MB) in 2 groups, one task each per stage -> s3://b/ds"
+    )
+    assert step("scan", spec(1, parts=2, rows=1800, rejected=3)) == "group 2 of 2: 2 parts, 1,800 rows, 3 rejected"
+    scans = [spec(0, parts=1, rows=1000, rejected=0), spec(1, parts=2, rows=1800, rejected=3)]
+    assert step("offsets", scans) == "2,800 rows in 2 groups, 3 rejected (within the limit); row ids fixed"
+    assert step("count", spec(0, rows=1000, train=800)) == (
+        "group 1 of 2: 1,000 rows split, vocabularies counted on their 800 training rows"
+    )
+    counts = [spec(0, rows=1000, train=800), spec(1, rows=1800, train=1450)]
+    assert step("vocabulary", counts) == (
+        "the counts of 2 groups merged: vocabularies and statistics of 2,250 training rows"
+    )
+    assert step("encode", spec(1, rows=1800, shards=1)) == "group 2 of 2: 1,800 rows in 1 shard"
+    dataset = {"uri": "s3://b/ds/day=2", "rows": {"train": 800}, "features": {"dense": 1, "sparse": 2}}
+    dataset.update(partition="day=2", vocabulary_added=7)
+    assert describe_step("ingest-commit", {"parameters": {}, "artifacts": {"dataset": dataset}}) == (
+        "partition day=2: train 800 rows, 1 dense + 2 sparse features, vocabulary extended by 7 new values "
+        "-> s3://b/ds/day=2"
+    )

@@ -11,6 +11,7 @@ import yaml
 from pipelines.wukong_ingest_pipeline import COMPILED, PARALLELISM, compile_pipeline, run_locally
 from tests.data.conftest import criteo_lines, write_criteo
 from tests.data.test_workers import messy_lines, split_rows
+from wukong.cli import main
 from wukong.data.errors import DataError
 from wukong.data.manifest import MANIFEST, read_manifest
 from wukong.data.prepare import PrepareOptions, prepare
@@ -75,6 +76,21 @@ def test_too_many_rejects_fail_before_counting_and_publish_nothing(tmp_path: Pat
     with pytest.raises(DataError, match=r"50 of 250 rows rejected .* nothing was published"):
         run_steps(specs, until="count")
     assert not any(k.startswith("shards/") for k in stored(out)) and MANIFEST not in stored(out)
+
+
+def test_a_time_split_is_refused_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """By the plan, before anything is written; by `wukong pipeline run` before any step starts."""
+    days, out = criteo_days(tmp_path / "days"), tmp_path / "ds"
+    with pytest.raises(DataError, match=r"^split_by time: a fanned-out ingest \(ingest_tasks >= 1\) splits by ratio"):
+        fanout.plan("criteo", str(days), str(out), tasks=2, split_by="time")
+    assert not out.exists()
+    workdir = tmp_path / "run"
+    argv = ["pipeline", "run", "--local", "--workdir", str(workdir), "--ingest-tasks", "2", "--split-by", "time"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("wukong pipeline run: split_by time: a fanned-out ingest")
+    assert not workdir.exists()
 
 
 def test_compiled_ingest_pipeline_is_up_to_date(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import yaml
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from components import evaluate, ingest, register, train
+from pipelines.graph import PARALLELISM
 from pipelines.wukong_pipeline import COMPILED, compile_pipeline
 from wukong.cli import main
 from wukong.data.errors import DataError
@@ -187,7 +188,7 @@ def test_compiled_pipeline_is_up_to_date_and_holds_no_secrets(tmp_path: Path) ->
     assert fresh == COMPILED.read_text(), "pipelines/wukong_training_pipeline.yaml is stale: run `make pipeline`"
     documents = list(yaml.safe_load_all(fresh))
     spec, platform = documents[0], documents[1]
-    assert set(spec["root"]["dag"]["tasks"]) >= {"ingest", "train", "evaluate", "condition-1"}
+    assert set(spec["root"]["dag"]["tasks"]) == {"warm-start", "condition-branches-1"}
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor in executors.values():
         secrets = executor["secretAsEnv"]
@@ -196,6 +197,40 @@ def test_compiled_pipeline_is_up_to_date_and_holds_no_secrets(tmp_path: Path) ->
     # No credential values anywhere: no access-key-shaped strings, no well-known test or default secrets.
     assert not re.search(r"AKIA[0-9A-Z]{16}|minioadmin|aws_secret_access_key\s*[:=]\s*\S", fresh, re.IGNORECASE)
     assert "testing" not in fresh
+
+
+def test_compiled_pipeline_fans_the_ingest_out_when_asked() -> None:
+    """ingest_tasks > 0: plan, three ParallelFor loops, commit, and training on the committed dataset;
+    else the one ingest step; the run's output is the training run of the branch that ran."""
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))
+    components = spec["components"]
+
+    def tasks(component: str) -> dict:
+        return components[component]["dag"]["tasks"]
+
+    branches = {t["taskInfo"]["name"]: t for t in tasks("comp-condition-branches-1").values()}
+    assert set(branches) == {"fanned-out-ingest", "one-ingest-step"}
+    condition = branches["fanned-out-ingest"]["triggerPolicy"]["condition"]
+    assert condition == "int(inputs.parameter_values['pipelinechannel--ingest_tasks']) > 0"
+    assert branches["one-ingest-step"]["triggerPolicy"]["condition"] == f"!({condition})"
+    fanned = tasks(branches["fanned-out-ingest"]["componentRef"]["name"])
+    one = tasks(branches["one-ingest-step"]["componentRef"]["name"])
+    names = {task["taskInfo"]["name"] for task in fanned.values()}
+    assert names >= {"ingest-plan", "offsets", "vocabulary", "ingest-commit", "train", "evaluate", "auc-above-minimum"}
+    loops = {t["taskInfo"]["name"]: t for t in fanned.values() if "iteratorPolicy" in t}
+    assert set(loops) == {"scan-parts", "count-parts", "encode-parts"}
+    assert all(loop["iteratorPolicy"]["parallelismLimit"] == PARALLELISM for loop in loops.values())
+    assert fanned["ingest-plan"]["inputs"]["parameters"]["tasks"] == {
+        "componentInputParameter": "pipelinechannel--ingest_tasks"
+    }
+    assert "ingest" not in fanned and "ingest-plan" not in one
+    assert {task["taskInfo"]["name"] for task in one.values()} == {"ingest", "train", "evaluate", "auc-above-minimum"}
+    # Training reads the dataset of its own branch's ingest.
+    for branch, producer in ((fanned, "ingest-commit"), (one, "ingest")):
+        trainer = next(t for t in branch.values() if t["taskInfo"]["name"] == "train")
+        assert trainer["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"] == producer
+    output = spec["root"]["dag"]["outputs"]["parameters"]["Output"]["valueFromParameter"]
+    assert output["producerSubtask"] == "condition-branches-1"
 
 
 @pytest.mark.parametrize(

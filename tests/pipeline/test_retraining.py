@@ -17,6 +17,7 @@ from wukong.pipeline import steps
 from wukong.pipeline.partitions import partitions, resolve
 from wukong.registry import RegistryError, open_registry
 
+from ..data.test_workers import split_rows
 from ..partitions import write_day
 from ..train.test_warm_start import untrained_output
 from .test_pipeline import QUICK
@@ -63,7 +64,8 @@ def test_the_second_day_warm_starts_from_production_under_kfp_local(
 ) -> None:
     """Two scheduled runs as the daily schedule makes them (partition=newest, init_from=production): day 1
     starts cold and becomes production; day 2 extends its vocabulary, starts from its weights, and the
-    gate compares the two models on day 2's held-out rows."""
+    gate compares the two models on day 2's held-out rows. Day 1 is ingested in one step, day 2 (two
+    files) fanned out over two tasks: the dataset training reads is the one step's, row for row."""
     raw, workdir = tmp_path / "raw", tmp_path / "work"
     write_day(raw, 1)
     sets = [item for override in QUICK for item in ("--set", override)]
@@ -76,21 +78,41 @@ def test_the_second_day_warm_starts_from_production_under_kfp_local(
     production = registry.production("wukong-ctr")
     assert production.version == 1 and production.card["dataset"]["partition"] == "day=1"
 
-    write_day(raw, 2)  # the next day's partition lands
+    day2 = write_day(raw, 2)  # the next day's partition lands, in two files
+    rows = (day2 / "clicks.tsv").read_text().splitlines(keepends=True)
+    (day2 / "clicks-a.tsv").write_text("".join(rows[:3500]))  # over half the bytes: a group of its own
+    (day2 / "clicks-b.tsv").write_text("".join(rows[3500:]))
+    (day2 / "clicks.tsv").unlink()
     shutil.copytree(raw / "day=1", raw / "day=0")  # an older one: the newest is the greatest, not the latest copied
-    assert main(argv) == 0
+    assert main([*argv, "--ingest-tasks", "2"]) == 0
     shown = capsys.readouterr().out
     lines = {line.split()[0]: line for line in shown.splitlines() if line and not line.startswith(" ")}
+    steps_shown = [line.split()[0] for line in shown.splitlines()[1:] if line and not line.startswith(" ")]
+    fanned_out = ["ingest-plan", "scan", "scan", "offsets", "count", "count", "vocabulary", "encode", "encode"]
+    assert steps_shown[:11] == ["warm-start", *fanned_out, "ingest-commit"] and "ingest" not in steps_shown
+    assert lines["ingest-plan"].startswith("ingest-plan 2 parts (") and "in 2 groups" in lines["ingest-plan"]
+    assert {line.split(":")[0] for line in shown.splitlines() if line.startswith("encode ")} == {
+        "encode    group 1 of 2",
+        "encode    group 2 of 2",
+    }
     assert lines["warm-start"].startswith(f"warm-start from wukong-ctr version 1 ({production.uri})")
-    added = int(re.search(r"vocabulary extended by ([\d,]+) new values", lines["ingest"])[1].replace(",", ""))
-    assert "partition day=2:" in lines["ingest"] and added > 0
+    committed = lines["ingest-commit"]
+    added = int(re.search(r"vocabulary extended by ([\d,]+) new values", committed)[1].replace(",", ""))
+    assert "partition day=2:" in committed and added > 0
     assert "warm-started" in lines["train"]
+    # The one ingest step on the same partition and vocabulary base: the same rows, ids and splits.
+    one_step = steps.ingest(
+        "criteo", str(raw), str(tmp_path / "one-step"), partition="day=2", extend_vocabulary=production.uri
+    )
+    assert one_step["vocabulary_added"] == added and one_step["uri"] == str(tmp_path / "one-step" / "day=2")
+    assert split_rows(str(workdir / "dataset" / "day=2")) == split_rows(one_step["uri"])
 
     dataset = read_manifest(open_storage(str(workdir / "dataset" / "day=2")))
     assert dataset.partition == "day=2" and dataset.preprocessing["vocabulary_extends"]["from"] == production.uri
     run = re.search(r"model\s+\S+ \(.*\) -> (\S+)", shown)[1]
     card = json.loads(Path(run, "model_card.json").read_text())
     assert card["dataset"]["partition"] == "day=2" and card["init_from"]["folder"] == production.uri
+    assert card["dataset"]["uri"] == str(workdir / "dataset" / "day=2")  # the fanned-out ingest's, compared above
     assert card["init_from"]["optimizer_state"]["loaded"] > 0  # from the checkpoint of version 1's training run
     assert f"warm start  from {production.uri}" in shown
 

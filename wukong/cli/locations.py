@@ -3,7 +3,8 @@
 - A registry: ``--registry``, else ``$WUKONG_REGISTRY``, else the registry a local pipeline run made
   (``runs/<name>/registry``, as ``make demo`` does) in the working directory or the nearest parent
   folder that has one, the most recently changed when there are several.
-- A dataset to inspect: the URI given, else the nearest ``runs/<name>/dataset`` the same way.
+- A dataset to inspect: the URI given, else the nearest ``runs/<name>/dataset`` the same way (its
+  newest ``KEY=VALUE`` partition when a partitioned run made it).
 - The dataset to evaluate a model on: the one it was trained on (its model card says which).
 
 A default is announced on stderr in one line, so the output stays what it was and the choice is
@@ -68,9 +69,27 @@ def registry_uri(given: str | None, command: str) -> str:
     return str(found)
 
 
+def _partitions(folder: Path) -> list[str]:
+    """The published partition datasets in ``folder`` (``KEY=VALUE`` folders with a manifest), oldest first;
+    none when ``folder`` is a dataset itself."""
+    from wukong.data.manifest import MANIFEST
+    from wukong.pipeline.partitions import partitions
+
+    if (folder / MANIFEST).is_file() or not folder.is_dir():
+        return []
+    return [name for name in partitions(folder) if (folder / name / MANIFEST).is_file()]
+
+
 def dataset_uri(given: str | None, command: str) -> str:
-    """The dataset ``command`` reads: ``given``, else the nearest ``runs/*/dataset``."""
+    """The dataset ``command`` reads: ``given``, else the nearest ``runs/*/dataset`` (its newest partition
+    after a partitioned run, which publishes ``runs/<name>/dataset/KEY=VALUE``)."""
     if given:
+        found = _partitions(Path(given)) if "://" not in given else []
+        if found:
+            raise DataError(
+                f"{given} holds the datasets of partitions {', '.join(found)}, not one dataset; "
+                f"pass one of them, e.g. {given.rstrip('/')}/{found[-1]}"
+            )
         return given
     found = nearest_made("dataset")
     if found is None:
@@ -78,6 +97,14 @@ def dataset_uri(given: str | None, command: str) -> str:
             "no dataset given: pass its URI (the --output of `wukong data prepare`, or runs/<name>/dataset "
             "of a local pipeline run)"
         )
+    partitions = _partitions(found)
+    if partitions:
+        announce(
+            command,
+            f"dataset {short_path(str(found / partitions[-1]))} (the newest partition of the newest "
+            f"{RUNS}/*/dataset, of {', '.join(partitions)}; pass a URI for another)",
+        )
+        return str(found / partitions[-1])
     announce(command, f"dataset {short_path(str(found))} (the newest {RUNS}/*/dataset; pass a URI for another)")
     return str(found)
 

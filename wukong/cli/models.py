@@ -28,7 +28,8 @@ def _models(args: argparse.Namespace) -> int:
     print(
         f"preset {args.config}{' on ' + args.data if args.data else ''}: "
         f"{len(schema.dense)} dense + {len(schema.sparse)} sparse features, "
-        f"d={cfg.model.embedding_dim}, Wukong {cfg.model.num_layers} layers ({cfg.model.fm_projection} Y)"
+        f"d={cfg.model.embedding_dim}, "
+        f"Wukong {cfg.model.num_layers} {cfg.model.layer_form} layers ({cfg.model.fm_projection} Y)"
     )
     headers = ["model", "embedding params", "dense params", "total params", "MFLOP/example"]
     print(tabulate(rows, headers=headers, colalign=("left", "right", "right", "right", "right"), disable_numparse=True))

@@ -36,6 +36,8 @@ def _run(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         rows=args.rows,
         seed=args.seed,
+        split_by=args.split_by,
+        ingest_tasks=args.ingest_tasks,
         model_name=args.model,
         preset=args.preset,
         overrides=args.overrides,
@@ -125,6 +127,22 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="synthetic: rows to generate (default 100000); other sources: read only the first N",
     )
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--split-by",
+        default="ratio",
+        choices=("ratio", "time"),
+        help="ratio: 80/10/10 by a seeded hash of each row's id; time: by the source's time column (movielens); "
+        "one ingest step only (%(default)s)",
+    )
+    run.add_argument(
+        "--ingest-tasks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fan the ingest out: a plan step, loops of at most N tasks (each reads, counts and encodes its group of "
+        "the input's files), the vocabulary merged from their counts, the manifest committed last; "
+        "0: one ingest step (%(default)s). On a cluster: --param ingest_tasks=N",
+    )
     run.add_argument("--model", default="wukong", choices=("wukong", "dlrm", "dcnv2", "finalmlp"))
     run.add_argument("--preset", default="tiny", help="config preset for training (%(default)s)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -146,7 +164,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     submit = remote("submit", "submit one run of the compiled pipeline", _submit)
     submit.add_argument("--experiment", default="wukong")
     submit.add_argument("--run-name")
-    submit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    submit.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="e.g. ingest_tasks=16 (a fanned-out ingest)"
+    )
     submit.add_argument("--package", help="compiled pipeline YAML (default: the repository's)")
 
     schedule = remote("schedule", "create a recurring run (cron with 6 fields, seconds first)", _schedule)

@@ -11,6 +11,11 @@ when each task starts. :func:`quiet_pipeline` therefore
   not) that times each task and, when it ends, writes one line: the step, what it did (from the
   outputs the step wrote to its ``executor_output.json``, the KFP executor's result file) and how long
   it took. A failed step's last log lines follow its line, and :class:`StepFailed` is raised.
+
+kfp.local names a task by its component (``ingest-parts-2``: the compiler numbers repeated ones) and
+runs the tasks of a ``dsl.ParallelFor`` at once, each in its own thread and its own
+``<loop>-iteration-<i>`` folder; the lines name steps by their display names (``names``), and a
+task's start and end are matched by its thread.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,26 +121,30 @@ class _Watcher(logging.Filter):
         pipeline_root: Path,
         describe: Describe,
         skipped: dict[str, str],
+        names: dict[str, str],
     ) -> None:
         super().__init__()
         self.out, self.live, self.log, self.log_path = out, live, log, log_path
-        self.pipeline_root, self.describe, self.skipped = pipeline_root, describe, skipped
+        self.pipeline_root, self.describe, self.skipped, self.names = pipeline_root, describe, skipped, names
         self.existing_runs = {p for p in pipeline_root.glob("*") if p.is_dir()}
-        self.started: dict[str, tuple[float, int]] = {}  # task -> (start time, log offset)
+        self.started: dict[tuple[str, int | None], tuple[float, int]] = {}  # (task, thread) -> (start, log offset)
+        self.reported: set[Path] = set()  # the outputs already described
+        self.lock = threading.Lock()  # the tasks of a loop log from threads of their own
         self.failed: str | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = ANSI.sub("", record.getMessage())
-        if match := STARTED.match(message):
-            self.log.flush()
-            self.started[match[1]] = (time.monotonic(), self.log.tell())
-            if self.live:
-                self.out.write(f"{match[1]:<{NAME_WIDTH}} running ...\r")
-                self.out.flush()
-        elif match := FINISHED.match(message):
-            self._finished(match[1], match[2] == "SUCCESS")
-        elif (match := SKIPPED.match(message)) and match[1] in self.skipped:
-            self._line(*self.skipped[match[1]].split(" ", 1))
+        with self.lock:
+            if match := STARTED.match(message):
+                self.log.flush()
+                self.started[match[1], record.thread] = (time.monotonic(), self.log.tell())
+                if self.live:
+                    self.out.write(f"{self.names.get(match[1], match[1]):<{NAME_WIDTH}} running ...\r")
+                    self.out.flush()
+            elif match := FINISHED.match(message):
+                self._finished(match[1], record.thread, match[2] == "SUCCESS")
+            elif (match := SKIPPED.match(message)) and match[1] in self.skipped:
+                self._line(*self.skipped[match[1]].split(" ", 1))
         return True
 
     def _line(self, step: str, text: str) -> None:
@@ -143,24 +153,29 @@ class _Watcher(logging.Filter):
         self.out.flush()
 
     def _task_root(self, task: str) -> Path:
-        """This run's folder for ``task``: the pipeline root's one new run folder (kfp.local names it
-        ``<pipeline>-<timestamp>``)."""
+        """This run's folder for ``task`` that has not been described yet, the newest output first: in the
+        pipeline root's one new run folder (kfp.local names it ``<pipeline>-<timestamp>``), directly or in
+        a loop iteration's folder."""
         runs = [p for p in self.pipeline_root.glob("*") if p.is_dir() and p not in self.existing_runs]
         newest = max(runs, key=lambda p: p.stat().st_mtime, default=self.pipeline_root)
-        return newest / task
+        found = [p.parent for p in newest.glob(f"**/{task}/executor_output.json") if p.parent not in self.reported]
+        root = max(found, key=lambda p: (p / "executor_output.json").stat().st_mtime, default=newest / task)
+        self.reported.add(root)
+        return root
 
-    def _finished(self, task: str, success: bool) -> None:
-        began, offset = self.started.pop(task, (time.monotonic(), 0))
+    def _finished(self, task: str, thread: int | None, success: bool) -> None:
+        began, offset = self.started.pop((task, thread), (time.monotonic(), 0))
         seconds = time.monotonic() - began
+        step = self.names.get(task, task)
         if success:
             try:
-                what = self.describe(task, read_outputs(self._task_root(task)))
+                what = self.describe(step, read_outputs(self._task_root(task)))
             except (KeyError, TypeError, ValueError):  # outputs of another shape: still one line, never a crash
                 what = "done"
-            self._line(task, f"{what}  ({seconds:.1f} s)")
+            self._line(step, f"{what}  ({seconds:.1f} s)")
             return
-        self.failed = task
-        self._line(task, f"FAILED after {seconds:.1f} s; its last lines (all of them in {self.log_path}):")
+        self.failed = step
+        self._line(step, f"FAILED after {seconds:.1f} s; its last lines (all of them in {self.log_path}):")
         self.log.flush()
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             f.seek(offset)
@@ -178,13 +193,16 @@ def quiet_pipeline(
     skipped: dict[str, str] | None = None,
     out: TextIO | None = None,
     verbose: bool = False,
+    names: dict[str, str] | None = None,
 ) -> Iterator[None]:
     """Run a kfp.local pipeline call inside this to get one line per step on ``out`` (default: stdout)
     and the rest in ``log_path`` (also on ``out`` with ``verbose``).
 
-    ``describe(task, outputs)`` says what a finished step did; ``skipped`` maps a control-flow task
+    ``describe(step, outputs)`` says what a finished step did; ``skipped`` maps a control-flow task
     that kfp.local skips (a ``dsl.If`` whose condition was false, e.g. ``condition-1``) to the line
-    ``"<step> <text>"`` to show instead. Raises :class:`StepFailed` when a step failed.
+    ``"<step> <text>"`` to show instead; ``names`` maps kfp.local's task names to the steps' names
+    (their display names; a task not in it is named as kfp.local names it). Raises
+    :class:`StepFailed` when a step failed.
     """
     out = out or sys.stdout
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +211,7 @@ def quiet_pipeline(
     level = root.level
     with open(log_path, "w", encoding="utf-8") as log, print_restored():
         live = out.isatty() and not verbose
-        watcher = _Watcher(out, live, log, log_path, pipeline_root, describe, skipped or {})
+        watcher = _Watcher(out, live, log, log_path, pipeline_root, describe, skipped or {}, names or {})
         writer = _LogWriter(log, out if verbose else None)
         root.addFilter(watcher)
         root.setLevel(logging.INFO)  # kfp.local logs some steps (skips) outside its own logging context

@@ -7,7 +7,9 @@ The source's parts (:meth:`Source.parts`: files, 64 MiB ranges of plain files) a
 at most ``tasks`` groups of consecutive parts; the three loops run one task per group, and the
 single steps between them gather the groups' results:
 
-- **plan** checks the output, removes objects of unfinished runs, fixes the run id and the groups;
+- **plan** resolves the partition (:class:`~wukong.pipeline.ingest.Ingest`: the same request as the
+  single ingest step's), checks the output, removes objects of unfinished runs, fixes the run id and
+  the groups;
 - **scan** (:func:`wukong.data.stages.scan`) reads and validates a group's parts once and uploads
   their spooled rows;
 - **offsets** checks the rejects over all parts (too many: the run fails, nothing published) and
@@ -23,7 +25,11 @@ The tasks share nothing but the dataset's storage: what a stage hands on lies un
 one run). Nothing is visible before commit: shards carry the run id in their names and no manifest
 references them, so a failed task publishes nothing, and the next run's plan removes what it left.
 The rows, their ids and splits are those of ``wukong data prepare`` on the same input, whatever
-``tasks`` is. Splits are by ratio (a time split needs every part's times before any count).
+``tasks`` is. Splits are by ratio: the plan refuses a time split
+(:func:`~wukong.pipeline.ingest.check_fanned_out` says why).
+
+Each task returns its spec with what it did under ``done`` (parts, rows, shards): the line a local
+run shows for the task (:func:`wukong.pipeline.local.describe_step`).
 """
 
 from __future__ import annotations
@@ -36,21 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from wukong.data.errors import DataError
-from wukong.data.manifest import Manifest
-from wukong.data.prepare import (
-    PrepareOptions,
-    checked_rejects,
-    commit,
-    merged,
-    new_encoder,
-    new_run_id,
-    offsets,
-    open_output,
-)
-from wukong.data.sources import Source, open_source
+from wukong.data.prepare import checked_rejects, commit, merged, new_encoder, new_run_id, offsets, open_output
 from wukong.data.sources.base import Part
 from wukong.data.stages import Scanned, Written, count, encode, groups, scan, writer_tag
 from wukong.io import Storage, open_storage
+from wukong.pipeline.ingest import Ingest, check_fanned_out
 
 STAGING = "staging"
 
@@ -60,26 +56,19 @@ class Plan:
     """What every task of one fanned-out ingest reads first (``staging/<run>/plan.json``)."""
 
     run_id: str
-    source: str
-    input_uri: str
-    rows: int
-    seed: int
-    options: dict[str, Any]
+    ingest: Ingest
     parts: list[dict[str, Any]]
     groups: list[list[int]]  # part indices of each group
 
-    def open(self) -> Source:
-        return _open_source(self.source, self.input_uri, self.rows, self.seed)
-
-    def prepare_options(self) -> PrepareOptions:
-        return PrepareOptions(**{**self.options, "split": tuple(self.options["split"])})
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        return cls(**{**data, "ingest": Ingest(**data["ingest"])})
 
 
 @dataclass
 class _Task:
     """One task's view: the dataset's storage, the run's plan, and (for a loop task) its group."""
 
-    uri: str
     storage: Storage
     plan: Plan
     group: int
@@ -88,8 +77,8 @@ class _Task:
     def of(cls, spec: str) -> _Task:
         item = json.loads(spec)
         storage = open_storage(item["dataset_uri"])
-        plan = Plan(**_read_json(storage, _key(item["run_id"], "plan.json")))
-        return cls(item["dataset_uri"], storage, plan, item["group"])
+        plan = Plan.from_dict(_read_json(storage, _key(item["run_id"], "plan.json")))
+        return cls(storage, plan, item["group"])
 
     def key(self, name: str) -> str:
         return _key(self.plan.run_id, name)
@@ -109,19 +98,6 @@ class _Task:
         return Scanned(scanned.part, scanned.rows, scanned.rejects, segments)
 
 
-def ingest_summary(dataset_uri: str, source: str, manifest: Manifest) -> dict[str, Any]:
-    """What an ingest step reports about the dataset it published."""
-    return {
-        "uri": dataset_uri,
-        "source": source,
-        "run_id": manifest.run_id,
-        "rows": {split: manifest.rows(split) for split in manifest.splits},
-        "rows_rejected": manifest.source.get("rows_rejected", 0),
-        "features": {"dense": len(manifest.schema.dense), "sparse": len(manifest.schema.sparse)},
-        "bytes": manifest.bytes(),
-    }
-
-
 def _key(run_id: str, name: str) -> str:
     return f"{STAGING}/{run_id}/{name}"
 
@@ -138,39 +114,47 @@ def _write_json(storage: Storage, key: str, value: Any) -> None:
     storage.write_bytes(key, json.dumps(value).encode())
 
 
-def _open_source(source: str, input_uri: str, rows: int, seed: int) -> Source:
-    return open_source(source, Path(input_uri) if input_uri else None, rows=rows or None, seed=seed)
+def _done(spec: str, **facts: Any) -> str:
+    """``spec`` with what its task did (replacing what an earlier stage's task did)."""
+    return json.dumps({**json.loads(spec), "done": facts})
 
 
 def plan(
-    source: str,
-    input_uri: str,
-    dataset_uri: str,
-    rows: int = 0,
-    seed: int = 0,
-    tasks: int = 4,
-    shard_rows: int = 200_000,
-    max_reject_ratio: float = 0.001,
+    source: str, input_uri: str, dataset_uri: str, tasks: int = 4, partition: str = "", **settings: Any
 ) -> list[str]:
     """Start a fanned-out ingest into ``dataset_uri`` (replacing the dataset there); returns one task spec
-    (JSON) per group of parts, the items of the pipeline's loops."""
+    (JSON) per group of parts, the items of the pipeline's loops. ``tasks``: at most this many groups of
+    parts, one task each in every loop; the other arguments are those of the single ingest step
+    (:func:`wukong.pipeline.steps.ingest`)."""
     if tasks < 1:
         raise DataError(f"ingest tasks must be >= 1, got {tasks}")
-    storage = open_storage(dataset_uri)
-    options = PrepareOptions(seed=seed, shard_rows=shard_rows, max_reject_ratio=max_reject_ratio, overwrite=True)
-    open_output(storage, options)
-    parts = _open_source(source, input_uri, rows, seed).parts()
+    ingest = Ingest.of(source, input_uri, dataset_uri, partition, **settings)
+    check_fanned_out(ingest.split_by)
+    storage = open_storage(ingest.dataset_uri)
+    open_output(storage, ingest.options())
+    parts = ingest.open().parts()
     run_id = new_run_id()
     split = [list(run) for run in groups([p.bytes for p in parts], tasks)]
-    the_plan = Plan(run_id, source, input_uri, rows, seed, asdict(options), [asdict(p) for p in parts], split)
-    _write_json(storage, _key(run_id, "plan.json"), asdict(the_plan))
-    return [json.dumps({"dataset_uri": dataset_uri, "run_id": run_id, "group": g}) for g in range(len(split))]
+    _write_json(storage, _key(run_id, "plan.json"), asdict(Plan(run_id, ingest, [asdict(p) for p in parts], split)))
+    return [
+        json.dumps(
+            {
+                "dataset_uri": ingest.dataset_uri,
+                "run_id": run_id,
+                "group": g,
+                "groups": len(split),
+                "parts": len(members),
+                "bytes": sum(parts[i].bytes for i in members),
+            }
+        )
+        for g, members in enumerate(split)
+    ]
 
 
 def scan_group(spec: str) -> str:
     """Scan a group's parts and upload their spooled rows; returns ``spec``."""
     task = _Task.of(spec)
-    source = task.plan.open()
+    source = task.plan.ingest.open()
     found = []
     with tempfile.TemporaryDirectory(prefix="wukong-spool-") as folder:
         for index in task.plan.groups[task.group]:
@@ -179,35 +163,37 @@ def scan_group(spec: str) -> str:
             for segment in scanned.segments:
                 keys.append(task.key(f"spool/{Path(segment).name}"))
                 task.storage.upload_file(Path(segment), keys[-1])
-            found.append(Scanned(scanned.part, scanned.rows, scanned.rejects, keys).to_dict())
-    _write_json(task.storage, task.key(f"scan-{task.group:04d}.json"), found)
-    return spec
+            found.append(Scanned(scanned.part, scanned.rows, scanned.rejects, keys))
+    _write_json(task.storage, task.key(f"scan-{task.group:04d}.json"), [s.to_dict() for s in found])
+    rejected = sum(s.rejects.total for s in found)
+    return _done(spec, parts=len(found), rows=sum(s.rows for s in found), rejected=rejected)
 
 
 def check_offsets(specs: list[str]) -> list[str]:
     """After every scan: fail on too many rejects; fix the unfitted encoder. Returns ``specs``."""
     task = _Task.of(specs[0])
-    options = task.plan.prepare_options()
-    if options.split_by == "time":
-        raise DataError("a fanned-out ingest splits by ratio; --split-by time needs `wukong data prepare`")
-    source, scans = task.plan.open(), task.scans()
+    options = task.plan.ingest.options()
+    source, scans = task.plan.ingest.open(), task.scans()
     checked_rejects(source, scans, options)
     task.storage.write_bytes(task.key("template.pkl"), pickle.dumps(new_encoder(source, scans, options)))
     return specs
+
+
+def _local_parts(task: _Task, folder: Path) -> list[tuple[Scanned, int]]:
+    """The task's group of parts, each its scan (spooled rows downloaded into ``folder``) and first row id."""
+    scans = task.scans()
+    starts = offsets(scans)
+    return [(task.local(scans[i], folder), starts[i]) for i in task.plan.groups[task.group]]
 
 
 def count_group(spec: str) -> str:
     """Fit the encoder on each of a group's parts; returns ``spec``."""
     task = _Task.of(spec)
     template = _read_pickle(task, "template.pkl")
-    scans = task.scans()
-    starts = offsets(scans)
-    fits = []
     with tempfile.TemporaryDirectory(prefix="wukong-spool-") as folder:
-        for index in task.plan.groups[task.group]:
-            fits.append(count(template, task.local(scans[index], Path(folder)), starts[index]))
+        fits = [count(template, scanned, start) for scanned, start in _local_parts(task, Path(folder))]
     task.storage.write_bytes(task.key(f"fit-{task.group:04d}.pkl"), pickle.dumps(fits))
-    return spec
+    return _done(spec, rows=sum(sum(f.rows.values()) for f in fits), train=sum(f.rows["train"] for f in fits))
 
 
 def vocabulary(specs: list[str]) -> list[str]:
@@ -223,14 +209,13 @@ def encode_group(spec: str) -> str:
     """Encode a group's parts into its own shards; returns ``spec``."""
     task = _Task.of(spec)
     encoder = _read_pickle(task, "encoder.pkl")
-    scans = task.scans()
-    starts = offsets(scans)
     tag = writer_tag(task.group, len(task.plan.groups))
     with tempfile.TemporaryDirectory(prefix="wukong-spool-") as folder:
-        parts = [(task.local(scans[i], Path(folder)), starts[i]) for i in task.plan.groups[task.group]]
-        written = encode(encoder, task.storage, task.plan.run_id, task.plan.prepare_options(), parts, tag)
+        parts = _local_parts(task, Path(folder))
+        written = encode(encoder, task.storage, task.plan.run_id, task.plan.ingest.options(), parts, tag)
     _write_json(task.storage, task.key(f"written-{task.group:04d}.json"), written.to_dict())
-    return spec
+    shards = [shard for infos in written.shards.values() for shard in infos]
+    return _done(spec, rows=sum(shard.rows for shard in shards), shards=len(shards))
 
 
 def commit_run(specs: list[str]) -> dict[str, Any]:
@@ -238,16 +223,11 @@ def commit_run(specs: list[str]) -> dict[str, Any]:
     task = _Task.of(specs[0])
     groups_written = range(len(task.plan.groups))
     written = [Written.from_dict(_read_json(task.storage, task.key(f"written-{g:04d}.json"))) for g in groups_written]
-    description, encoder = task.plan.open().describe(), _read_pickle(task, "encoder.pkl")
-    options = task.plan.prepare_options()
-    manifest = commit(task.storage, task.plan.run_id, description, encoder, task.scans(), written, options)
+    ingest = task.plan.ingest
+    description, encoder = ingest.open().describe(), _read_pickle(task, "encoder.pkl")
+    manifest = commit(task.storage, task.plan.run_id, description, encoder, task.scans(), written, ingest.options())
     task.storage.delete([o.key for o in task.storage.list(f"{STAGING}/{task.plan.run_id}/")])
-    return ingest_summary(task.uri, task.plan.source, manifest)
-
-
-def artifact_metadata(summary: dict[str, Any]) -> dict[str, Any]:
-    """The metadata of an ingest step's ``Dataset`` artifact, from its summary."""
-    return {key: summary[key] for key in ("uri", "run_id", "rows", "rows_rejected", "features")}
+    return ingest.summary(manifest)
 
 
 PART_STAGES = {"scan": scan_group, "count": count_group, "encode": encode_group}

@@ -12,17 +12,29 @@ import datetime
 import hashlib
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from wukong.data.errors import DataError
 from wukong.data.manifest import read_manifest
 from wukong.evaluate import HEADLINE
 from wukong.io import open_storage
-from wukong.pipeline.console import Outputs, print_restored, quiet_pipeline, short_path
+from wukong.pipeline.console import print_restored, quiet_pipeline
+from wukong.pipeline.steplines import describe_step
 from wukong.registry import open_registry
 
-__all__ = ["LocalRun", "describe_step", "format_summary", "print_restored", "start_local", "summarize"]
+__all__ = [
+    "LocalRun",
+    "describe_step",
+    "format_summary",
+    "print_restored",
+    "run_pipeline",
+    "start_local",
+    "step_names",
+    "summarize",
+]
 
 
 def start_local(pipeline_root: Path) -> None:
@@ -32,6 +44,19 @@ def start_local(pipeline_root: Path) -> None:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     # Each step names the project image; locally this environment *is* that image's environment.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image", category=RuntimeWarning)
+    # Display names are what the step lines show (wukong.pipeline.console); kfp.local warns that it ignores them.
+    warnings.filterwarnings("ignore", message=r".*settings \['display_name'\] have no effect", category=UserWarning)
+
+
+def run_pipeline(pipeline, workdir: Path, arguments: dict[str, Any], **folders: str) -> Any:
+    """Run ``pipeline`` on this machine with kfp.local (pipeline root ``<workdir>/kfp``); returns its output.
+    ``arguments`` are its parameters; ``folders`` name parameters that default to a folder of ``workdir``
+    (``dataset_uri="dataset"``: ``<workdir>/dataset`` unless ``arguments`` give it)."""
+    workdir = workdir.absolute()
+    start_local(workdir / "kfp")
+    defaults = {name: str(workdir / folder) for name, folder in folders.items()}
+    with print_restored():
+        return pipeline(**{**defaults, **arguments}).output
 
 
 @dataclass
@@ -43,6 +68,8 @@ class LocalRun:
     init_from: str = ""  # production (a cold start while there is none), a registry version or a model folder
     rows: int = 0  # synthetic: rows to generate (0: 100,000); other sources: first N rows (0: all)
     seed: int = 0
+    split_by: str = "ratio"  # or time (one ingest step only)
+    ingest_tasks: int = 0  # 0: one ingest step; N >= 1: the ingest fanned out over at most N tasks per stage
     model_name: str = "wukong"
     preset: str = "tiny"
     overrides: list[str] = field(default_factory=list)
@@ -51,6 +78,15 @@ class LocalRun:
     min_auc: float = 0.6
     tolerance: float = 0.002
     verbose: bool = False  # show the steps' own output (the KFP executor's, training's log) as well
+
+    def __post_init__(self) -> None:
+        """Refuse what the pipeline would refuse, before any step runs."""
+        from wukong.pipeline.ingest import check_fanned_out
+
+        if self.ingest_tasks < 0:
+            raise DataError(f"--ingest-tasks must be >= 0 (0: one ingest step), got {self.ingest_tasks}")
+        if self.ingest_tasks:
+            check_fanned_out(self.split_by)
 
     def log_path(self) -> Path:
         """Where this run's full output goes: ``<workdir>/logs/pipeline-<UTC time>.log``."""
@@ -67,8 +103,8 @@ class LocalRun:
         registry_uri = str(workdir / "registry")
         production_before = open_registry(registry_uri).production(self.registered_name)
         start_local(workdir / "kfp")
-        skipped = skip_lines(wukong_training_pipeline)
-        with quiet_pipeline(log_path, workdir / "kfp", describe_step, skipped, out, self.verbose):
+        skipped, names = skip_lines(wukong_training_pipeline), step_names(wukong_training_pipeline)
+        with quiet_pipeline(log_path, workdir / "kfp", describe_step, skipped, out, self.verbose, names):
             task = wukong_training_pipeline(
                 source=self.source,
                 input_uri=self.input_uri,
@@ -76,6 +112,8 @@ class LocalRun:
                 init_from=self.init_from,
                 rows=self.rows,
                 seed=self.seed,
+                split_by=self.split_by,
+                ingest_tasks=self.ingest_tasks,
                 dataset_uri=str(workdir / "dataset"),
                 model_name=self.model_name,
                 preset=self.preset,
@@ -96,52 +134,24 @@ class LocalRun:
 SKIP_LINES = {"auc-above-minimum": "register skipped: test AUC below the minimum (--min-auc)"}
 
 
+def _tasks(pipeline) -> Iterator[tuple[str, Any]]:
+    """Every task of the compiled ``pipeline`` (its key and spec), in its root DAG and every nested one
+    (the bodies of conditions and loops)."""
+    spec = pipeline.pipeline_spec
+    dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.WhichOneof("implementation") == "dag")]
+    for dag in dags:
+        yield from dag.tasks.items()
+
+
 def skip_lines(pipeline) -> dict[str, str]:
     """:data:`SKIP_LINES` by the task names kfp.local logs (``condition-1``: the compiler numbers them)."""
-    tasks = pipeline.pipeline_spec.root.dag.tasks
-    return {key: SKIP_LINES[task.task_info.name] for key, task in tasks.items() if task.task_info.name in SKIP_LINES}
+    return {key: SKIP_LINES[task.task_info.name] for key, task in _tasks(pipeline) if task.task_info.name in SKIP_LINES}
 
 
-def describe_step(task: str, outputs: Outputs) -> str:
-    """What a finished step of the training pipeline did, in one line, from the outputs it wrote."""
-    parameters, artifacts = outputs["parameters"], outputs["artifacts"]
-    if task == "warm-start":
-        return parameters["label"] if not parameters["folder"] else f"from {parameters['label']}"
-    if task == "ingest":
-        dataset = artifacts["dataset"]
-        rows = " · ".join(f"{split} {int(n):,}" for split, n in dataset["rows"].items())
-        features = dataset.get("features", {})
-        rejected = int(dataset.get("rows_rejected", 0))
-        added = dataset.get("vocabulary_added")
-        return (
-            (f"partition {dataset['partition']}: " if dataset.get("partition") else "")
-            + f"{rows} rows, {int(features.get('dense', 0))} dense + {int(features.get('sparse', 0))} sparse features"
-            + (f", {rejected:,} rejected" if rejected else "")
-            + (f", vocabulary extended by {int(added):,} new values" if added is not None else "")
-            + f" -> {short_path(dataset['uri'])}"
-        )
-    if task == "train":
-        model, metrics = artifacts["model"], artifacts.get("metrics", {})
-        auc = f", valid AUC {metrics['valid_auc']:.4f}" if "valid_auc" in metrics else ""
-        warm = " warm-started," if model.get("init_from") else ""
-        return (
-            f"{model['model']},{warm} {model['mflops_per_example']:.2f} MFLOP/example, {int(model['steps'])} steps"
-            f"{auc} -> {short_path(model['uri'])}"
-        )
-    if task == "evaluate":
-        metrics = artifacts.get("metrics", {})
-        return f"test AUC {parameters['Output']:.4f}" + (
-            f", LogLoss {metrics['logloss']:.4f}" if "logloss" in metrics else ""
-        )
-    if task == "register":
-        result = json.loads(parameters["Output"])
-        if not result["promoted"]:
-            return f"{result['name']} version {result['version']} registered, not promoted: {result['reason']}"
-        compared, same = result.get("production_auc_compared"), result.get("production_reevaluated")
-        versus = f" (production's AUC {compared:.4f} on the same split)" if compared is not None and same else ""
-        return f"{result['name']} version {result['version']} registered, promoted to production{versus}"
-    values = ", ".join(f"{name} {value}" for name, value in parameters.items())
-    return values or "done"
+def step_names(pipeline) -> dict[str, str]:
+    """The steps' display names by the task names kfp.local logs: their components' names
+    (``ingest-parts-2`` -> ``count``, ``train-2`` -> ``train``)."""
+    return {task.component_ref.name.removeprefix("comp-"): task.task_info.name for _, task in _tasks(pipeline)}
 
 
 def summarize(dataset_uri: str | None, run_uri: str, registry_uri: str, name: str, production_before) -> dict[str, Any]:

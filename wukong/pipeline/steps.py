@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from wukong.data.errors import DataError
@@ -17,42 +16,21 @@ from wukong.registry import Gate, open_registry
 LAUNCHERS = ("local", "trainjob", "pytorchjob")
 
 
-def ingest(
-    source: str,
-    input_uri: str,
-    dataset_uri: str,
-    rows: int = 0,
-    seed: int = 0,
-    shard_rows: int = 200_000,
-    partition: str = "",
-    extend_vocabulary: str = "",
-) -> dict[str, Any]:
+def ingest(source: str, input_uri: str, dataset_uri: str, partition: str = "", **settings: Any) -> dict[str, Any]:
     """Raw data → a published dataset at ``dataset_uri`` (replacing the previous one). Returns its summary.
 
-    ``rows``: synthetic rows to generate (0: the default 100,000), or the first rows to read (0: all).
     ``partition``: ``newest`` or a ``KEY=VALUE`` folder of ``input_uri`` to read alone, published at
     ``<dataset_uri>/KEY=VALUE`` (:mod:`wukong.pipeline.partitions`); empty: the whole input.
-    ``extend_vocabulary``: a model (or dataset) folder whose vocabulary ids to keep (a warm start's)."""
-    from wukong.data.prepare import PrepareOptions, prepare
-    from wukong.data.sources import open_source
-    from wukong.pipeline.fanout import ingest_summary
-    from wukong.pipeline.partitions import resolve
+    ``settings``: the other fields of :class:`wukong.pipeline.ingest.Ingest`: ``rows`` (synthetic: rows to
+    generate, 0: 100,000; others: the first rows to read, 0: all), ``seed``, ``shard_rows``,
+    ``extend_vocabulary`` (a model or dataset folder whose vocabulary ids to keep: a warm start's),
+    ``split_by`` (``ratio``: 80/10/10 by a seeded hash of each row's id; ``time``: the oldest 80% of
+    rows train, the newest 10% test, by the source's time column)."""
+    from wukong.data.prepare import prepare
+    from wukong.pipeline.ingest import Ingest
 
-    name = None
-    if partition:
-        chosen = resolve(partition, input_uri, dataset_uri)
-        name, input_uri, dataset_uri = chosen.name, str(chosen.input_path), chosen.dataset_uri
-    source_obj = open_source(source, Path(input_uri) if input_uri else None, rows=rows or None, seed=seed)
-    options = PrepareOptions(
-        seed=seed, shard_rows=shard_rows, overwrite=True, partition=name, extend_vocabulary=extend_vocabulary or None
-    )
-    manifest = prepare(source_obj, dataset_uri, options)
-    extends = manifest.preprocessing.get("vocabulary_extends", {}).get("features", {}).values()
-    return {
-        **ingest_summary(dataset_uri, source, manifest),
-        "partition": name or "",
-        "vocabulary_added": sum(change["added"] for change in extends) if extend_vocabulary else None,
-    }
+    request = Ingest.of(source, input_uri, dataset_uri, partition, **settings)
+    return request.summary(prepare(request.open(), request.dataset_uri, request.options()))
 
 
 def warm_start(init_from: str, registry_uri: str, registered_name: str) -> dict[str, str]:
@@ -70,6 +48,11 @@ def warm_start(init_from: str, registry_uri: str, registered_name: str) -> dict[
         return {"folder": "", "label": f"cold start (no {registered_name} in production yet)"}
     located = locate(init_from, registry_uri, registered_name, flag="init_from")
     return {"folder": located.folder, "label": located.describe()}
+
+
+def run_folder(runs_root: str, *names: str) -> str:
+    """Where a pipeline run's training writes: ``<runs_root>/<name>/...`` (the run id, a sweep point's id)."""
+    return "/".join([runs_root.rstrip("/"), *names])
 
 
 def train(
