@@ -1,12 +1,19 @@
 """Examples/s of full training steps (input distribution, sharded look-ups, forward, backward, fused
 and dense optimizers) with 1 and 2 processes on this machine, and the model FLOP utilisation (MFU).
 
-Each configuration runs ``wukong train`` on a Criteo-shaped synthetic dataset; the rate is the median
-of history.jsonl's logging windows after the first (warm-up) one, so start-up, validation and
+Each configuration runs ``wukong train`` on a synthetic dataset; the rate is the median of
+history.jsonl's logging windows after the first (warm-up) one, so start-up, validation and
 checkpoints are excluded. MFU = 3 × analytic forward FLOPs × examples/s ÷ the fp32 matmul peak of
-the whole machine, measured in the same run. Written to docs/benchmarks.md between this script's markers.
+the whole machine, taken as the best of short ``torch.mm`` bursts right before and right after that
+configuration's run (:func:`wukong.benchmark.beside_peak`), so each ratio compares with the machine
+as it was during its own run. Written to docs/benchmarks.md between this script's markers.
 
-    python benchmarks/train_throughput.py [--rows 300000] [--steps 80] [--no-write]
+Configurations: the default preset (Criteo-shaped: 13 dense + 26 sparse features, d = 128) with 1
+and 2 processes, and Wukong at the public reference's default size (``configs/small-ctr.yaml``,
+batch 4096, on 10 categorical fields), eager and with ``train.compile=dense``: a same-run
+before/after of the compiled dense arch.
+
+    python benchmarks/train_throughput.py [--rows 300000] [--steps 80] [--only reference] [--no-write]
 """
 
 from __future__ import annotations
@@ -18,20 +25,25 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 from benchmarks_doc import cpu_name, publish
 from tabulate import tabulate
 
-from wukong.benchmark import matmul_peak_gflops
+from wukong.benchmark import beside_peak, peak_ratio
 
 BEGIN, END = "<!-- train_throughput:begin -->", "<!-- train_throughput:end -->"
-CASES = [  # (label, model, nproc, extra flags)
-    ("Wukong, 1 process", "wukong", 1, []),
-    ("Wukong, 2 processes", "wukong", 2, []),
-    ("Wukong, 2 processes, no pipeline", "wukong", 2, ["--no-pipeline"]),
-    ("DLRM, 2 processes", "dlrm", 2, []),
+DEFAULT = ["--config", "default"]
+REFERENCE = ["--config", "small-ctr"]
+CASES = [  # (label, dataset, model, nproc, flags)
+    ("Wukong, 1 process", "criteo", "wukong", 1, DEFAULT),
+    ("Wukong, 2 processes", "criteo", "wukong", 2, DEFAULT),
+    ("Wukong, 2 processes, no pipeline", "criteo", "wukong", 2, [*DEFAULT, "--no-pipeline"]),
+    ("DLRM, 2 processes", "criteo", "dlrm", 2, DEFAULT),
+    ("Wukong reference config, 1 process", "reference", "wukong", 1, REFERENCE),
+    ("Wukong reference config, 1 process, compiled", "reference", "wukong", 1, [*REFERENCE, "--compile", "dense"]),
 ]
 
 
@@ -41,58 +53,54 @@ def run(*args: str) -> None:
         raise RuntimeError(result.stderr[-3000:])
 
 
+def prepare(kind: str, rows: int, folder: str) -> str:
+    """``criteo``: the synthetic Criteo-shaped source; ``reference``: 10 categorical fields, no dense one."""
+    source = ["--source", "synthetic"]
+    if kind == "reference":
+        source = ["--source", "teacher", "--teacher-fields", "10", "--teacher-dense", "0"]
+    run("data", "prepare", *source, "--rows", str(rows), "--output", folder, "--quiet")
+    return folder
+
+
+def train(data: str, out: Path, kind: str, model: str, nproc: int, flags: list[str], args: argparse.Namespace) -> float:
+    """Median examples/s of the logging windows after step 10; the run's model card is in ``out``."""
+    batch = ["--batch-size", str(args.batch_size)] if kind == "criteo" else []  # the reference: its preset's
+    run(
+        "train",
+        *["--data", data, "--output", str(out), "--model", model, "--nproc", str(nproc), *flags, *batch],
+        *["--max-steps", str(args.steps), "--log-every", "10", "--checkpoint-every", "0", "--warmup-steps", "10"],
+        *["--validate-every", "0", "--epochs", "1000"],
+    )
+    windows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    return statistics.median(w["examples_per_s"] for w in windows if "loss" in w and w["step"] > 10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--rows", type=int, default=300_000, help="rows of each generated dataset")
     parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=2048, help="global batch of the default-preset cases")
+    parser.add_argument("--only", help="run the configurations whose label contains this (e.g. reference)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    peak = matmul_peak_gflops(seconds=3)
+    cases = [c for c in CASES if not args.only or args.only.lower() in c[0].lower()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = f"{tmp}/data"
-        run("data", "prepare", "--source", "synthetic", "--rows", str(args.rows), "--output", data, "--quiet")
-        for label, model, nproc, extra in CASES:
+        datasets = {kind: prepare(kind, args.rows, f"{tmp}/{kind}") for kind in sorted({c[1] for c in cases})}
+        for label, kind, model, nproc, flags in cases:
             out = Path(tmp) / label.replace(" ", "_").replace(",", "")
-            run(
-                "train",
-                "--data",
-                data,
-                "--output",
-                str(out),
-                "--config",
-                "default",
-                "--model",
-                model,
-                "--nproc",
-                str(nproc),
-                "--batch-size",
-                str(args.batch_size),
-                "--max-steps",
-                str(args.steps),
-                "--log-every",
-                "10",
-                "--checkpoint-every",
-                "0",
-                "--warmup-steps",
-                "10",
-                *extra,
-            )
-            card = json.loads((out / "model_card.json").read_text())
-            windows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-            rates = [w["examples_per_s"] for w in windows if "loss" in w and w["step"] > 10]
-            rate = statistics.median(rates)
-            mfu = 3 * card["mflops_per_example"] * 1e6 * rate / (peak * 1e9)
-            rows.append([label, f"{card['mflops_per_example']:.2f}", f"{rate:,.0f}", f"{100 * mfu:.1f}%"])
+            rate, peak = beside_peak(partial(train, datasets[kind], out, kind, model, nproc, flags, args))
+            mflops = json.loads((out / "model_card.json").read_text())["mflops_per_example"]
+            mfu = peak_ratio(mflops, rate, peak)
+            rows.append([label, f"{mflops:.2f}", f"{rate:,.0f}", f"{peak:.1f}", f"{100 * mfu:.1f}%"])
             print(rows[-1], flush=True)
-    table = tabulate(
-        rows, headers=["configuration", "MFLOP/example", "examples/s", "MFU"], tablefmt="github", disable_numparse=True
-    )
+    headers = ["configuration", "MFLOP/example", "examples/s", "matmul peak beside it", "MFU"]
+    table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     header = (
-        f"Measured {datetime.date.today()} on {cpu_name()} ({torch.get_num_threads()} cores), default preset "
-        f"(13 dense + 26 sparse features, d=128), global batch {args.batch_size}, fp32, gloo. "
-        f"Machine fp32 matmul peak {peak:.1f} GFLOP/s (same run)."
+        f"Measured {datetime.date.today()} on {cpu_name()} ({torch.get_num_threads()} cores), fp32, gloo; "
+        f"default preset (13 dense + 26 sparse features, d=128) at global batch {args.batch_size}, reference "
+        f"config (`small-ctr`, 10 categorical fields, d=16) at 4096; {args.steps} steps, {args.rows:,} rows. "
+        "Matmul peak: GFLOP/s of the best fp32 `torch.mm` burst right before or after each run."
     )
     publish(BEGIN, END, header, table, write=not args.no_write)
 

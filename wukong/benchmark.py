@@ -1,9 +1,16 @@
-"""Training throughput of the models against the machine's own matmul peak, measured in the same run.
+"""Training throughput of the models against the machine's own matmul peak, measured beside each point.
 
 Achieved GFLOP/s of a training step is counted as ``3 × forward FLOPs × examples/s`` (the backward
 pass of a matrix product costs two more products of the same size); the ratio achieved/peak says how
 close a model runs to the best dense kernel of this machine, which makes numbers from noisy or
 different machines comparable.
+
+The peak is not measured once per run: on a shared machine it drifts by tens of percent within
+minutes, and a ratio to a peak taken in a quieter (or busier) moment than its point is meaningless
+(it can exceed 100%). Every point is therefore timed in slices with a short matmul burst before,
+between and after them (:func:`rate_beside_peak`), or, for a point that cannot be sliced (a
+subprocess), between bursts right before and right after it (:func:`beside_peak`); its peak is the
+best of those bursts, so a ratio compares like with like.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -21,6 +29,7 @@ from wukong.model.flops import count_flops
 from wukong.schema import FeatureSchema
 
 TRAIN_FLOPS_PER_FORWARD = 3
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,13 +41,25 @@ class Throughput:
     examples_per_s: float
     peak_gflops: float
 
+    peak_gflops: float  # the best matmul burst measured beside this point (:func:`rate_beside_peak`)
+
     @property
     def achieved_gflops(self) -> float:
-        return TRAIN_FLOPS_PER_FORWARD * self.mflops_per_example * self.examples_per_s / 1e3
+        return achieved_gflops(self.mflops_per_example, self.examples_per_s)
 
     @property
     def ratio(self) -> float:
         return self.achieved_gflops / self.peak_gflops
+
+
+def achieved_gflops(mflops_per_example: float, examples_per_s: float) -> float:
+    """GFLOP/s of training steps: ``3 × forward MFLOP/example × examples/s / 1000``."""
+    return TRAIN_FLOPS_PER_FORWARD * mflops_per_example * examples_per_s / 1e3
+
+
+def peak_ratio(mflops_per_example: float, examples_per_s: float, peak_gflops: float) -> float:
+    """Achieved training GFLOP/s over a matmul peak measured beside the point (model FLOP utilisation)."""
+    return achieved_gflops(mflops_per_example, examples_per_s) / peak_gflops
 
 
 def _rate(step: Callable[[], object], seconds: float, warmup: int = 2) -> float:
@@ -52,24 +73,72 @@ def _rate(step: Callable[[], object], seconds: float, warmup: int = 2) -> float:
     return calls / (time.perf_counter() - start)
 
 
-def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, dtype: torch.dtype = torch.float32) -> float:
-    """GFLOP/s of a square ``size × size`` fp32 matrix product: the baseline for every ratio."""
+PEAK_SIZE = 2048  # the peak's square matrices: large enough for the best kernel, 0.05-0.1 s per product on 2 cores
+
+
+def matmul_gflops(size: int = PEAK_SIZE, seconds: float = 0.3, dtype: torch.dtype = torch.float32) -> float:
+    """One burst: GFLOP/s of ``size × size`` matrix products (``2·size³`` FLOPs each) for about ``seconds``."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    return 2 * size**3 * _rate(lambda: torch.mm(a, b), seconds) / 1e9
+    return 2 * size**3 * _rate(lambda: torch.mm(a, b), seconds, warmup=1) / 1e9
+
+
+def beside_peak(
+    measure: Callable[[], T], bursts: int = 2, burst: Callable[[], float] = matmul_gflops
+) -> tuple[T, float]:
+    """``(measure(), peak)``: the peak is the best of ``bursts`` matmul bursts right before and as many
+    right after the measurement (for points that cannot be sliced, such as a training subprocess)."""
+    before = [burst() for _ in range(bursts)]
+    value = measure()
+    return value, max(before + [burst() for _ in range(bursts)])
+
+
+def rate_beside_peak(
+    step: Callable[[], object], seconds: float, slices: int = 3, burst: Callable[[], float] = matmul_gflops
+) -> tuple[float, float]:
+    """``(calls/s of step, peak GFLOP/s)`` measured side by side.
+
+    ``step`` is warmed up, then timed in ``slices`` slices of ``seconds / slices`` each (at least
+    one call per slice); a burst of ``burst`` runs before the first slice, between slices and after
+    the last. The rate is all calls over all sliced time; the peak is the best burst, so it was
+    taken while the machine was as busy as during the point, never in another minute of the run."""
+    step()
+    step()
+    peaks, calls, elapsed = [burst()], 0, 0.0
+    for _ in range(slices):
+        start = time.perf_counter()
+        while True:
+            step()
+            calls += 1
+            if time.perf_counter() - start >= seconds / slices:
+                break
+        elapsed += time.perf_counter() - start
+        peaks.append(burst())
+    return calls / elapsed, max(peaks)
 
 
 def model_throughput(
-    name: str, schema: FeatureSchema, config: ModelConfig, batch_size: int, seconds: float, peak_gflops: float
+    name: str,
+    schema: FeatureSchema,
+    config: ModelConfig,
+    batch_size: int,
+    seconds: float,
+    compile_arch: bool = False,
+    burst: Callable[[], float] = matmul_gflops,
 ) -> Throughput:
-    """Forward+backward examples/s of model ``name`` on one fixed random batch.
+    """Forward+backward examples/s of model ``name`` on one fixed random batch, with the matmul peak
+    measured beside it (:func:`rate_beside_peak`; ``burst`` takes one peak sample).
 
     The embedding tables are looked up but frozen: in training, TorchRec's fused optimizer updates
     only the looked-up rows inside the backward pass, whereas an unsharded collection's dense
-    gradient would zero-fill every table on every step and time a memset, not the model.
+    gradient would zero-fill every table on every step and time a memset, not the model. With
+    ``compile_arch`` the interaction arch runs under ``torch.compile`` (as ``train.compile=dense``),
+    compiled during the warm-up, outside the timed slices.
     """
     model = build_model(name, schema, config)
     if model.embedding.ebc is not None:
         model.embedding.ebc.requires_grad_(False)
+    if compile_arch:
+        model.arch.compile()
     batch = random_batch(schema, batch_size, torch.Generator().manual_seed(0))
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -77,21 +146,21 @@ def model_throughput(
         model.zero_grad(set_to_none=True)
         loss_fn(model(batch.dense, batch.sparse), batch.labels).backward()
 
+    rate, peak = rate_beside_peak(step, seconds, burst=burst)
     return Throughput(
-        model=name,
+        model=f"{name}+compile" if compile_arch else name,
         mflops_per_example=count_flops(model).mflops,
         dense_params=model.parameter_counts()["dense"],
         batch_size=batch_size,
-        examples_per_s=batch_size * _rate(step, seconds),
-        peak_gflops=peak_gflops,
+        examples_per_s=batch_size * rate,
+        peak_gflops=peak,
     )
 
 
 def run_throughput(cfg: Config, names: Sequence[str], batch_size: int, seconds: float) -> list[Throughput]:
-    """Measure the matmul peak, then every model of ``names`` as configured."""
-    peak = matmul_peak_gflops(seconds=seconds)
+    """Every model of ``names`` as configured, each beside its own matmul peak."""
     schema = cfg.data.synthetic_schema()
-    return [model_throughput(name, schema, cfg.model, batch_size, seconds, peak) for name in names]
+    return [model_throughput(name, schema, cfg.model, batch_size, seconds) for name in names]
 
 
 def format_table(results: Sequence[Throughput], fmt: str = "simple") -> str:

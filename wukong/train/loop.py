@@ -11,11 +11,13 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.autograd.profiler import record_function
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
@@ -109,7 +111,13 @@ class Trainer:
         torch.manual_seed(train.seed)
         model = build_model(cfg.model.name, self.schema, cfg.model, device="meta")
         self.flops = count_flops(model)
-        module = TrainModule(model, bf16=env.device.type == "cuda", embedding_l2=train.embedding_l2)
+        module = TrainModule(
+            model,
+            bf16=env.device.type == "cuda",
+            embedding_l2=train.embedding_l2,
+            compile=train.compile,
+            log=lambda message: log(env, message),
+        )
         ebc = model.embedding.ebc
         sharder = make_sharder(train, env)
         grouped = assign_table_optimizers(ebc, train, env.device.type)
@@ -121,6 +129,7 @@ class Trainer:
                 trained_by = "Adam" if sharding == "data_parallel" else grouped[table]
                 log(env, f"embedding group: {table} trained by {trained_by}")
         self.model = DistributedModelParallel(module, device=env.device, plan=plan, sharders=[sharder])
+        module.warm_up(self.local_batch, env.device)  # train.compile=dense: compile now (or fall back, logged)
         self.optimizer, self.dense_optimizer = build_optimizers(self.model, train)
         self.steps_per_epoch = len(self.train_reader)  # ⌊rows / batch_size⌋ whatever the world size (data.plan)
         all_epochs = self.steps_per_epoch * train.epochs
@@ -133,6 +142,7 @@ class Trainer:
         self.row_log = RowLog.from_env(env.rank)  # test hook: off unless WUKONG_RECORD_ROWS is set
         self.progress = Progress()
         self.history: list[dict[str, Any]] = []
+        self.step_hooks: list[Callable[[], None]] = []  # called after every step (benchmarks/profile_step.py)
         self.tensorboard = TensorBoard(self.output) if env.is_main else None
         if resume == "auto":
             self._resume()
@@ -172,6 +182,7 @@ class Trainer:
             outputs.write_json(self.output, warm_start.RECORD, report)
         log(self.env, warm_start.describe(report))
 
+    @record_function("wukong.checkpoint")
     def _checkpoint(self) -> None:
         """Save this step: its state once (a step is saved again when an improving validation falls on
         a checkpoint step, or at the end after a resume), its progress whenever that changed since."""
@@ -193,6 +204,7 @@ class Trainer:
             self.tensorboard.publish()
 
     # ---- validation --------------------------------------------------------------------------
+    @record_function("wukong.validate")
     def _validate(self, pipeline: TrainPipelineSparseDist | None) -> bool:
         """Validate; returns True when training should stop early."""
         self._confirm_finite()  # a diverged model must never become the best one
@@ -232,11 +244,16 @@ class Trainer:
 
     # ---- training ----------------------------------------------------------------------------
     def _step_plain(self, batches) -> torch.Tensor:
-        batch = next(batches).to(self.env.device)
-        self.optimizer.zero_grad()
+        """One step without the train pipeline (train.pipeline=false), its phases labelled for the profiler."""
+        with record_function("wukong.input"):
+            batch = next(batches).to(self.env.device)
+        with record_function("wukong.optimizer"):
+            self.optimizer.zero_grad()
         objective, (loss, _, _) = self.model(batch)  # loss: the BCE alone (see TrainModule)
-        objective.backward()
-        self.optimizer.step()
+        with record_function("wukong.backward"):
+            objective.backward()
+        with record_function("wukong.optimizer"):
+            self.optimizer.step()
         return loss
 
     def _done(self) -> bool:
@@ -267,11 +284,12 @@ class Trainer:
                 window_examples += train.batch_size
                 self.unchecked_loss = loss
                 logging_step = p.step % train.log_every == 0 or p.step == 1
-                if self.env.device.type == "cpu" or logging_step:  # on GPUs .item() waits: only where due anyway
-                    value = self._confirm_finite()
-                if logging_step:
-                    self._log_step(value, window_examples / max(time.time() - window_start, 1e-9))
-                    window_start, window_examples = time.time(), 0
+                with record_function("wukong.log"):
+                    if self.env.device.type == "cpu" or logging_step:  # on GPUs .item() waits: only where due
+                        value = self._confirm_finite()
+                    if logging_step:
+                        self._log_step(value, window_examples / max(time.time() - window_start, 1e-9))
+                        window_start, window_examples = time.time(), 0
                 validation_step = bool(train.validate_every) and p.step % train.validate_every == 0
                 validation_step |= bool(train.max_steps) and p.step >= train.max_steps  # the last step
                 epoch_complete = p.batch == epoch_end
@@ -283,6 +301,8 @@ class Trainer:
                     p.stopped_early = self._validate(pipeline)
                 if train.checkpoint_every and p.step % train.checkpoint_every == 0:
                     self._checkpoint()
+                for hook in self.step_hooks:
+                    hook()
             if p.batch and p.batch == epoch_end:  # resumed where no step of this epoch is left
                 p.epoch, p.batch = p.epoch + 1, 0
                 self.train_reader.set_epoch(p.epoch)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.autograd.profiler import record_function
 
 from wukong.data.batch import Batch
 from wukong.model import RankingModel
+from wukong.train.compile import DenseArch
 
 
 class TrainModule(nn.Module):
@@ -24,22 +27,49 @@ class TrainModule(nn.Module):
 
     With ``bf16=True`` (GPUs) the interaction arch runs under bf16 autocast; embeddings, loss and
     optimizer states stay fp32. CPUs train in fp32 (bf16 matmuls are far slower there without AMX).
+
+    With ``compile="dense"`` training steps run the arch through ``torch.compile`` (:mod:`wukong.train.compile`;
+    call :meth:`warm_up` once the model is materialised). The forward's phases carry profiler labels
+    (``wukong.embedding``, ``wukong.dense_forward``), free when no profiler runs.
     """
 
-    def __init__(self, model: RankingModel, bf16: bool = False, embedding_l2: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: RankingModel,
+        bf16: bool = False,
+        embedding_l2: float = 0.0,
+        compile: str = "none",
+        log: Callable[[str], None] = print,
+    ) -> None:
         super().__init__()
         self.model = model
         self.bf16 = bf16
         self.embedding_l2 = embedding_l2
+        self.dense = DenseArch(model.arch, compile, log)
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def warm_up(self, batch_size: int, device: torch.device) -> None:
+        """Compile the dense arch now for batches of ``batch_size`` (nothing when ``compile="none"``),
+        on random embeddings of its own generator: the run's random stream is the same in both modes."""
+        if not self.dense.active:
+            return
+        embedding = self.model.embedding
+        generator = torch.Generator(device).manual_seed(0)
+        shape = (batch_size, embedding.num_features, embedding.dim)
+        example = torch.randn(shape, device=device, generator=generator)
+        self.dense.warm_up(example, self._precision())
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        x = self.model.embedding(batch.dense, batch.sparse)
-        precision = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
-        with precision:
-            logits = self.model.arch(x).float()
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
-        objective = loss
-        if self.embedding_l2 > 0:
-            sparse_rows = x[:, self.model.embedding.num_dense_embeddings :]
-            objective = loss + self.embedding_l2 * sparse_rows.pow(2).sum(dim=(1, 2)).mean()
+        with record_function("wukong.embedding"):
+            x = self.model.embedding(batch.dense, batch.sparse)
+        with record_function("wukong.dense_forward"):
+            with self._precision():
+                logits = self.dense(x).float()
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
+            objective = loss
+            if self.embedding_l2 > 0:
+                sparse_rows = x[:, self.model.embedding.num_dense_embeddings :]
+                objective = loss + self.embedding_l2 * sparse_rows.pow(2).sum(dim=(1, 2)).mean()
         return objective, (loss.detach(), logits.detach(), batch.labels)

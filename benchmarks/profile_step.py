@@ -1,0 +1,121 @@
+"""Where a training step's time goes: ``torch.profiler`` on real ``wukong train`` steps, split by phase.
+
+The trainer (:class:`wukong.train.loop.Trainer`: TorchRec sharded tables, fused row-wise Adagrad,
+the sparse-dist train pipeline, Adam, validation at each epoch end) runs in this process as
+``wukong train`` runs it, on a generated all-categorical dataset (the teacher source: 10 fields, no
+dense feature, ~48k training rows, so an epoch is 11 steps of 4096 as in issue 10's small-CTR protocol).
+It trains two epochs; the second is profiled whole, so validation and checkpoints weigh per step
+as they do in a real run. Each event's self time goes to the phase of its innermost label
+(:mod:`wukong.train.profile`), so the phases add up to the step.
+
+Profiled models: Wukong at the public reference's default size (``configs/small-ctr.yaml``: 3
+layers, nF = nL = 40, k = 8, FMB MLP [512, 256], head [512, 256], d = 16, batch 4096) and Wukong
+width-scaled from it to ~1 MFLOP/example. ``--compile both`` profiles each also with
+``train.compile=dense``. Beside each profile: examples/s of the training steps (validation and
+checkpoints excluded, like ``wukong train``'s log windows) and their share of a matmul peak measured
+right before and after it. Written to docs/benchmarks.md between this script's markers.
+
+    python benchmarks/profile_step.py [--rows 60000] [--compile none|dense|both] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import subprocess
+import sys
+import tempfile
+from functools import partial
+
+import torch
+from benchmarks_doc import cpu_name, publish
+
+from wukong.benchmark import beside_peak, peak_ratio
+from wukong.config import Config, load_config
+from wukong.train.profile import PHASE_NAMES, StepProfile, format_ops, format_profile, profile_fit
+
+BEGIN, END = "<!-- profile_step:begin -->", "<!-- profile_step:end -->"
+PRESET = "small-ctr"
+SETTINGS = ["train.epochs=2", "train.checkpoint_every=0", "train.warmup_steps=0", "train.patience=0"]
+# The phases of training steps proper (what `wukong train`'s examples/s windows time): all but
+# validation and checkpoints.
+STEP_PHASES = tuple(name for name in PHASE_NAMES if name not in ("validation", "checkpoints"))
+COMPILE_MODES = {"none": ("none",), "dense": ("dense",), "both": ("none", "dense")}
+
+
+def prepare(rows: int, folder: str) -> str:
+    """The profiled dataset: 10 categorical fields, no dense feature (``wukong data prepare``)."""
+    data = f"{folder}/data"
+    command = [sys.executable, "-m", "wukong", "data", "prepare", "--source", "teacher", "--rows", str(rows)]
+    command += ["--teacher-fields", "10", "--teacher-dense", "0", "--output", data, "--quiet"]
+    subprocess.run(command, check=True)
+    return data
+
+
+def config(data: str, mflops: float | None, compile_mode: str) -> Config:
+    """The reference preset, or Wukong width-scaled from it to ``mflops`` MFLOP/example."""
+    from wukong.data.manifest import read_manifest
+    from wukong.io import open_storage
+    from wukong.model.scaling import config_for_flops
+
+    cfg = load_config(PRESET, [*SETTINGS, f"train.compile={compile_mode}"])
+    if mflops is not None:
+        schema = read_manifest(open_storage(data)).schema
+        cfg = dataclasses.replace(cfg, model=config_for_flops("wukong", schema, cfg.model, mflops))
+    return cfg
+
+
+def profile_training(cfg: Config, data: str, output: str) -> tuple[StepProfile, float]:
+    """Train ``cfg`` for its two epochs, profiling the second; returns its phases and MFLOP/example."""
+    from wukong.train.distributed import init_distributed
+    from wukong.train.loop import Trainer
+
+    trainer = Trainer(cfg, data, output, init_distributed(), resume="never")
+    profile = profile_fit(trainer, skip=trainer.steps_per_epoch, steps=trainer.steps_per_epoch)
+    return profile, trainer.flops.mflops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=60_000, help="rows generated (80%% train)")
+    parser.add_argument("--mflops", type=float, default=1.0, help="the scaled Wukong's MFLOP/example target")
+    parser.add_argument("--compile", choices=sorted(COMPILE_MODES), default="none", help="train.compile setting(s)")
+    parser.add_argument("--ops", type=int, default=10, help="list the ops with the most dense time (%(default)s)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+
+    profiles, notes = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = prepare(args.rows, tmp)
+        for label, mflops in (("reference", None), (f"{args.mflops:g} MFLOP", args.mflops)):
+            for mode in COMPILE_MODES[args.compile]:
+                cfg = config(data, mflops, mode)
+                name = label + (", compiled" if mode == "dense" else "")
+                run = partial(profile_training, cfg, data, f"{tmp}/run{len(profiles)}")
+                (profile, model_mflops), peak = beside_peak(run)
+                step_ms = sum(profile.ms[phase] for phase in STEP_PHASES)
+                rate = cfg.train.batch_size / (step_ms / 1e3)
+                ratio = peak_ratio(model_mflops, rate, peak)
+                notes.append(
+                    f"{name}: {model_mflops:.2f} MFLOP/example, {rate:,.0f} examples/s in training steps "
+                    f"({100 * ratio:.0f}% of a {peak:.0f} GFLOP/s matmul peak measured beside it)"
+                )
+                print(notes[-1], flush=True)
+                profiles.append((name, profile))
+
+    table = format_profile(profiles)
+    if args.ops:
+        table += f"\n\nThe {args.ops} ops with the most self time in the dense forward and backward:\n\n"
+        table += format_ops(profiles, args.ops)
+    batch = load_config(PRESET).train.batch_size
+    header = (
+        f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, fp32, 1 process; `{PRESET}` preset (batch {batch}), "
+        f"the second epoch of {args.rows * 8 // 10:,} training rows profiled. " + "; ".join(notes) + "."
+    )
+    publish(BEGIN, END, header, table, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()
