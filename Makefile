@@ -30,12 +30,17 @@ DEMO_ARGS ?=
 demo: setup
 	$(BIN)/wukong pipeline run --local --workdir $(DEMO) $(DEMO_SOURCE) --min-auc 0.6 $(DEMO_ARGS)
 
+# On TEST_WORKERS pytest-xdist workers (0: one process), a test file at a time, so a module-scoped fixture (a
+# trained model) is built once (loadgroup's xdist_group marks are ignored under pytest 9.2: pytest-xdist#1386).
+# The slowest tests are listed at the end.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 test: setup
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The quick loop: everything but the tests marked slow (the ones that train, or otherwise take seconds).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -45,6 +50,7 @@ bench: setup
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/data_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/profile_step.py --compile both
 
 pipeline: setup
 	$(BIN)/wukong pipeline compile

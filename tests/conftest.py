@@ -17,6 +17,17 @@ from wukong.schema import FeatureSchema
 from .fixtures import write_movielens
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In each of N pytest-xdist workers: torch gets 1/N of the cores (torch's default is all of them), here and,
+    through OMP_NUM_THREADS, in the subprocesses tests start, so N workers do not each run a thread per core.
+    A thread count set by the caller is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, torch.get_num_threads() // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny() -> Config:
     return load_config("tiny")

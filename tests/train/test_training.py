@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -115,16 +116,27 @@ def test_bad_training_inputs_are_one_line_exit_2(tmp_path: Path, capsys: pytest.
     assert exit_info.value.code == 2
 
 
+@dataclass
+class Evaluated:
+    model: Path  # a `wukong train` output
+    metrics: dict  # `wukong evaluate` of it on the test split, in this process
+
+
+@pytest.fixture(scope="module")
+def evaluated(ml_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> Evaluated:
+    """One trained model and its single-process evaluation, shared by the evaluation tests."""
+    root = tmp_path_factory.mktemp("evaluated")
+    run = wukong_train(ml_dataset, root / "m", "--max-steps", "60")
+    assert run.returncode == 0, run.output[-2000:]
+    assert main(["evaluate", "--model", str(root / "m"), "--data", ml_dataset, "--output", str(root / "e")]) == 0
+    return Evaluated(root / "m", json.loads((root / "e" / "metrics.json").read_text()))
+
+
 @pytest.mark.slow
 def test_evaluate_writes_metrics_and_rejects_a_mismatched_dataset(
-    ml_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    evaluated: Evaluated, ml_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = wukong_train(ml_dataset, tmp_path / "m", "--max-steps", "60")
-    assert run.returncode == 0, run.output[-2000:]
-    assert (
-        main(["evaluate", "--model", str(tmp_path / "m"), "--data", ml_dataset, "--output", str(tmp_path / "e")]) == 0
-    )
-    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    metrics = evaluated.metrics
     test_rows = read_manifest(open_storage(ml_dataset)).rows("test")
     assert metrics["split"] == "test" and metrics["rows"] == test_rows and 0.5 < metrics["auc"] < 1
     assert {"roc", "calibration"} <= set(metrics["curves"])
@@ -134,22 +146,17 @@ def test_evaluate_writes_metrics_and_rejects_a_mismatched_dataset(
     other = str(tmp_path / "synthetic")
     prepare(SyntheticSource(rows=2_000), other, PrepareOptions())
     capsys.readouterr()
-    code = main(["evaluate", "--model", str(tmp_path / "m"), "--data", other, "--output", str(tmp_path / "e2")])
+    code = main(["evaluate", "--model", str(evaluated.model), "--data", other, "--output", str(tmp_path / "e2")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "differ from the model's" in err
 
 
 @pytest.mark.slow
-def test_distributed_evaluation_equals_single_process(ml_dataset: str, tmp_path: Path) -> None:
+def test_distributed_evaluation_equals_single_process(evaluated: Evaluated, ml_dataset: str, tmp_path: Path) -> None:
     import os
     import subprocess
     import sys
 
-    run = wukong_train(ml_dataset, tmp_path / "m", "--max-steps", "40")
-    assert run.returncode == 0, run.output[-2000:]
-    assert (
-        main(["evaluate", "--model", str(tmp_path / "m"), "--data", ml_dataset, "--output", str(tmp_path / "one")]) == 0
-    )
     command = [
         sys.executable,
         "-m",
@@ -160,7 +167,7 @@ def test_distributed_evaluation_equals_single_process(ml_dataset: str, tmp_path:
         "wukong",
         "evaluate",
         "--model",
-        str(tmp_path / "m"),
+        str(evaluated.model),
         "--data",
         ml_dataset,
         "--output",
@@ -170,7 +177,7 @@ def test_distributed_evaluation_equals_single_process(ml_dataset: str, tmp_path:
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    one = evaluated.metrics
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["rows"] == one["rows"]
     for metric in ("auc", "logloss", "calibration"):
