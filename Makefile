@@ -30,11 +30,11 @@ DEMO_ARGS ?=
 demo: setup
 	$(BIN)/wukong pipeline run --local --workdir $(DEMO) $(DEMO_SOURCE) --min-auc 0.6 $(DEMO_ARGS)
 
-# On TEST_WORKERS pytest-xdist workers (0: one process), a test file at a time, so a module-scoped fixture (a
-# trained model) is built once (loadgroup's xdist_group marks are ignored under pytest 9.2: pytest-xdist#1386).
-# The slowest tests are listed at the end.
+# On TEST_WORKERS pytest-xdist workers (0: one process), a test file at a time (--dist loadfile in pyproject.toml:
+# a module-scoped fixture, such as a trained model, is built once; loadgroup's xdist_group marks are ignored
+# under pytest 9.2, pytest-xdist#1386). The slowest tests are listed at the end.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 test: setup
 	$(PYTEST)
 

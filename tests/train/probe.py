@@ -6,7 +6,8 @@ real :class:`wukong.train.loop.Trainer` where the CLI cannot reach, and writing 
 - ``steps``: train ``steps`` steps on fixed global batches, rank r of W taking rows ``[r·B/W,
   (r+1)·B/W)`` of each (the same global batches whatever W); writes the loss of every step, the
   dense weights and the replicated tables' weights as every rank has them.
-- ``weights``: build a Trainer that resumes from ``output``; writes its model's full weights.
+- ``weights``: for each of ``shardings``, build a Trainer with that sharding that resumes from ``output``;
+  writes its model's full weights.
 - ``guards``: a Trainer whose last loss is NaN, then whose weights are: does it validate or save?
 - ``warm``: build a Trainer that starts from the model at ``init_from``; writes its embedding tables
   (whole) and the warm start it recorded.
@@ -24,13 +25,13 @@ from torch.distributed._shard.sharded_tensor import ShardedTensor
 
 from wukong.config import load_config
 from wukong.data.reader import DatasetReader
-from wukong.train.distributed import init_distributed, shutdown
+from wukong.train.distributed import DistEnv, init_distributed, shutdown
 from wukong.train.loop import Trainer, TrainingDiverged
 
 
-def trainer(args: dict[str, Any], resume: str) -> Trainer:
+def trainer(args: dict[str, Any], resume: str, env: DistEnv | None = None) -> Trainer:
     cfg = load_config("tiny", [f"train.{k}={v}" for k, v in args.get("train", {}).items()])
-    env = init_distributed()
+    env = env or init_distributed()
     return Trainer(cfg, args["data"], args["output"], env, resume=resume, init_from=args.get("init_from"))
 
 
@@ -76,8 +77,14 @@ def _table(t: Trainer, name: str) -> torch.Tensor:
 
 
 def weights(args: dict[str, Any]) -> dict[str, Any]:
-    t = trainer(args, resume="auto")
-    return {"weights": {k: v.tolist() for k, v in full_weights(t.model).items()}, "step": t.progress.step}
+    env, found = init_distributed(), {}
+    for sharding in args["shardings"]:
+        t = trainer(args | {"train": args.get("train", {}) | {"sharding": sharding}}, "auto", env)
+        found[sharding] = {
+            "weights": {k: v.tolist() for k, v in full_weights(t.model).items()},
+            "step": t.progress.step,
+        }
+    return found
 
 
 def warm(args: dict[str, Any]) -> dict[str, Any]:
