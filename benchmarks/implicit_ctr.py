@@ -66,13 +66,21 @@ def build(folder: Path, rows: int, negatives: int, seed: int) -> pa.Table:
     position = {movie: i for i, movie in enumerate(items["movie_id"])}
     rated = {(u, m) for u, m in zip(users.tolist(), movies.tolist(), strict=True)}
     events = rng.choice(len(users), size=rows // (1 + negatives), replace=False)
+
+    def unrated(user: int) -> int:
+        """A movie position drawn uniformly from those ``user`` never rated."""
+        while True:
+            pick = int(rng.integers(len(position)))
+            if (user, items["movie_id"][pick]) not in rated:
+                return pick
+
     user, stamp, item, label = [], [], [], []
     for e in events.tolist():
-        user.append(users[e]), stamp.append(stamps[e]), item.append(position[movies[e]]), label.append(1)
-        for _ in range(negatives):
-            while (users[e], items["movie_id"][pick := int(rng.integers(len(position)))]) in rated:
-                pass
-            user.append(users[e]), stamp.append(stamps[e]), item.append(pick), label.append(0)
+        picks = [position[movies[e]]] + [unrated(users[e]) for _ in range(negatives)]
+        user += [users[e]] * len(picks)
+        stamp += [stamps[e]] * len(picks)
+        item += picks
+        label += [1] + [0] * negatives
     when = np.asarray(stamp).astype("datetime64[s]")
     hours = (when - when.astype("datetime64[D]")).astype("timedelta64[h]").astype(int)
     weekday = (when.astype("datetime64[D]").astype(int) + 3) % 7  # 1970-01-01 was a Thursday: Monday = 0
