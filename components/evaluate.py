@@ -20,7 +20,7 @@ def evaluate(
     ``eval-<split>.json`` in the training output."""
     import json
 
-    from wukong.evaluate import HEADLINE
+    from wukong.headline import HEADLINE
     from wukong.io import open_storage
     from wukong.pipeline import steps
     from wukong.pipeline.report import markdown, render

@@ -35,3 +35,13 @@ def test_model_and_data_never_import_orchestration(subpackage: str) -> None:
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ORCHESTRATION]
     assert not offenders
+
+
+def test_the_pipelines_light_steps_do_not_import_torch() -> None:
+    """Gate, registration, report and the local runner name metrics without loading torch (seconds per step)."""
+    code = (
+        "import sys, wukong.pipeline.steps, wukong.pipeline.report, wukong.pipeline.local; "
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'torchmetrics', 'torchrec')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -27,8 +27,6 @@ import torch
 from torchmetrics.classification import BinaryAUROC, BinaryROC
 
 EPS = 1e-7
-HEADLINE = ("auc", "logloss", "ne", "calibration", "rows")  # what summaries, gates and logs show
-ORACLE_HEADLINE = ("excess_logloss", "oracle_logloss", "oracle_auc")  # shown too where the data has an oracle
 
 
 def compute_metrics(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

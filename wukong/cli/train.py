@@ -126,7 +126,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from wukong.cli.locations import announce, training_dataset
-    from wukong.evaluate import HEADLINE, ORACLE_HEADLINE, evaluate_model
+    from wukong.evaluate import evaluate_model
+    from wukong.headline import HEADLINE, ORACLE_HEADLINE
     from wukong.io import open_storage
     from wukong.train.outputs import METRICS, write_json
 

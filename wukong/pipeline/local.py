@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from wukong.data.errors import DataError
 from wukong.data.manifest import read_manifest
-from wukong.evaluate import HEADLINE
+from wukong.headline import HEADLINE
 from wukong.io import open_storage
 from wukong.pipeline.console import print_restored, quiet_pipeline
 from wukong.pipeline.steplines import describe_step

@@ -15,7 +15,7 @@ from typing import Any
 
 import matplotlib
 
-from wukong.evaluate import HEADLINE
+from wukong.headline import HEADLINE
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

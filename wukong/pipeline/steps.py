@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from wukong.data.errors import DataError
-from wukong.evaluate import HEADLINE
+from wukong.headline import HEADLINE
 from wukong.io import open_storage
 from wukong.registry import Gate, open_registry
 
