@@ -62,18 +62,19 @@ def test_the_warm_start_step_takes_production_when_there_is_one(tmp_path: Path) 
 def test_the_second_day_warm_starts_from_production_under_kfp_local(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two scheduled runs as the daily schedule makes them (partition=newest, init_from=production): day 1
-    starts cold and becomes production; day 2 extends its vocabulary, starts from its weights, and the
-    gate compares the two models on day 2's held-out rows. Day 1 is ingested in one step, day 2 (two
-    files) fanned out over two tasks: the dataset training reads is the one step's, row for row."""
+    """The second of two scheduled runs as the daily schedule makes them (partition=newest,
+    init_from=production): day 1's model, trained by the pipeline's own step functions (the first run's
+    cold start is the warm-start step's test above), is in production; day 2 extends its vocabulary,
+    starts from its weights and optimizer state, and the gate compares the two models on day 2's
+    held-out rows. Day 2 (two files) is fanned out over two ingest tasks: the dataset training reads is
+    the one ingest step's, row for row."""
     raw, workdir = tmp_path / "raw", tmp_path / "work"
     write_day(raw, 1)
-    sets = [item for override in QUICK for item in ("--set", override)]
-    argv = ["pipeline", "run", "--local", "--workdir", str(workdir), "--source", "criteo", "--input", str(raw)]
-    argv += ["--partition", "newest", "--init-from", "production", "--nproc", "1", "--min-auc", "0.5", *sets]
-    assert main(argv) == 0
-    first = capsys.readouterr().out
-    assert "warm-start cold start (no wukong-ctr in production yet)" in first
+    day1 = steps.ingest("criteo", str(raw), str(workdir / "dataset"), partition="newest")["uri"]
+    model = steps.run_folder(str(workdir / "runs"), "day-1")
+    steps.train(day1, model, "wukong", "tiny", QUICK, nproc_per_node=1)
+    metrics = steps.evaluate(model, day1)
+    steps.register(model, metrics, str(workdir / "registry"), "wukong-ctr", 0.5, 0.002, export=False)
     registry = open_registry(str(workdir / "registry"))
     production = registry.production("wukong-ctr")
     assert production.version == 1 and production.card["dataset"]["partition"] == "day=1"
@@ -84,6 +85,10 @@ def test_the_second_day_warm_starts_from_production_under_kfp_local(
     (day2 / "clicks-b.tsv").write_text("".join(rows[3500:]))
     (day2 / "clicks.tsv").unlink()
     shutil.copytree(raw / "day=1", raw / "day=0")  # an older one: the newest is the greatest, not the latest copied
+    sets = [item for override in QUICK for item in ("--set", override)]
+    argv = ["pipeline", "run", "--local", "--workdir", str(workdir), "--source", "criteo", "--input", str(raw)]
+    argv += ["--partition", "newest", "--init-from", "production", "--nproc", "1", "--min-auc", "0.5", *sets]
+    capsys.readouterr()  # day 1's steps' output
     assert main([*argv, "--ingest-tasks", "2"]) == 0
     shown = capsys.readouterr().out
     lines = {line.split()[0]: line for line in shown.splitlines() if line and not line.startswith(" ")}
