@@ -64,7 +64,10 @@ def test_outputs_are_complete(two_and_one, ml_dataset: str) -> None:
 
 
 def test_checkpoint_from_two_processes_resumes_with_one_and_two(two_and_one, ml_dataset: str, tmp_path: Path) -> None:
-    """The 2-process run's final checkpoint resumed with 1 and 2 processes, then trained on with 1."""
+    """The 2-process run's final checkpoint resumed with 1 and 2 processes, then trained on with 1.
+
+    The copies forget that their last step was validated, so each resumed run validates the weights it
+    loaded (into its own world size and plan) before it ends: a fresh evaluation to compare."""
     original = two_and_one[0]
     reference = original.validations()[-1]
     steps = original.card()["steps"]
@@ -72,9 +75,15 @@ def test_checkpoint_from_two_processes_resumes_with_one_and_two(two_and_one, ml_
     for nproc in ("1", "2"):
         folder = tmp_path / f"resume-{nproc}"
         shutil.copytree(original.folder, folder)
+        (marker,) = folder.glob(f"checkpoints/step-{steps:09d}/wukong.json")
+        info = json.loads(marker.read_text())
+        assert info["progress"]["last_validated"] == steps
+        info["progress"]["last_validated"] = -1
+        marker.write_text(json.dumps(info))
         resumed = wukong_train(ml_dataset, folder, "--nproc", nproc, "--epochs", "1", "--validate-every", "100")
         assert resumed.returncode == 0, resumed.output[-3000:]
         assert f"resumed from checkpoint step {steps}" in resumed.output
+        assert len(resumed.validations()) == len(original.validations()) + 1, "the resumed run validates again"
         again = resumed.validations()[-1]
         assert again["step"] == steps
         # The same predictions on every validation row, whatever the world size and plan they load into.
