@@ -31,15 +31,14 @@ from functools import partial
 import torch
 from benchmarks_doc import cpu_name, publish
 
-from wukong.benchmark import beside_peak, peak_ratio
+from wukong.benchmark import SPEED_REFERENCE_PRESET, SPEED_REFERENCE_SETTINGS, beside_peak, peak_ratio
 from wukong.config import Config, load_config
 from wukong.train.profile import PHASE_NAMES, StepProfile, format_ops, format_profile, profile_fit
 
 BEGIN, END = "<!-- profile_step:begin -->", "<!-- profile_step:end -->"
-PRESET = "small-ctr"
-# The reference's size in the paper's layer form (5.07 MFLOP/example, as issue 13 measured it).
+PRESET = SPEED_REFERENCE_PRESET
 SETTINGS = [
-    "model.layer_form=expand",
+    *SPEED_REFERENCE_SETTINGS,
     "train.epochs=2",
     "train.checkpoint_every=0",
     "train.warmup_steps=0",

@@ -32,11 +32,11 @@ import torch
 from benchmarks_doc import cpu_name, publish
 from tabulate import tabulate
 
-from wukong.benchmark import beside_peak, peak_ratio
+from wukong.benchmark import SPEED_REFERENCE_PRESET, SPEED_REFERENCE_SETTINGS, beside_peak, peak_ratio
 
 BEGIN, END = "<!-- train_throughput:begin -->", "<!-- train_throughput:end -->"
 DEFAULT = ["--config", "default"]
-REFERENCE = ["--config", "small-ctr", "--set", "model.layer_form=expand"]  # 5.07 MFLOP/example, as issue 13
+REFERENCE = ["--config", SPEED_REFERENCE_PRESET, *(f for s in SPEED_REFERENCE_SETTINGS for f in ("--set", s))]
 CASES = [  # (label, dataset, model, nproc, flags)
     ("Wukong, 1 process", "criteo", "wukong", 1, DEFAULT),
     ("Wukong, 2 processes", "criteo", "wukong", 2, DEFAULT),

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from wukong.benchmark import (
+    SPEED_REFERENCE_PRESET,
+    SPEED_REFERENCE_SETTINGS,
     Throughput,
     beside_peak,
     matmul_gflops,
@@ -16,7 +18,9 @@ from wukong.benchmark import (
     peak_ratio,
     rate_beside_peak,
 )
-from wukong.config import Config
+from wukong.config import Config, load_config
+from wukong.model.build import build_arch
+from wukong.model.flops import count_flops
 from wukong.schema import FeatureSchema
 
 
@@ -72,3 +76,14 @@ def test_model_throughput_reports_the_peak_measured_beside_it(tiny: Config, tiny
     assert log.count("burst") == 4
     assert result.peak_gflops == 50.0
     assert result.ratio == pytest.approx(result.achieved_gflops / 50.0)
+
+
+def test_the_speed_reference_is_issue_13s_config_without_the_recipe() -> None:
+    """5.07 MFLOP/example on 10 fields, as issue 13 timed the reference, whatever regularisers the
+    preset's training recipe adds."""
+    model = load_config(SPEED_REFERENCE_PRESET, list(SPEED_REFERENCE_SETTINGS)).model
+    assert count_flops(build_arch("wukong", 10, model)).per_example == 5_065_728
+    arch = build_arch("wukong", 10, model)
+    assert not [m for m in arch.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert not [m for m in arch.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
+    assert load_config(SPEED_REFERENCE_PRESET).model.mlp_dropout > 0  # what the settings take away

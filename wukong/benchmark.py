@@ -31,6 +31,20 @@ from wukong.schema import FeatureSchema
 TRAIN_FLOPS_PER_FORWARD = 3
 T = TypeVar("T")
 
+# The public reference's default WuKong size as issue 13 timed it (5.07 MFLOP/example): the `small-ctr`
+# preset's architecture in the paper's layer form, without that preset's training recipe (dropout,
+# BatchNorm, the FMB's ReLU, every table in the fused optimizer), so step rates stay comparable with
+# the measurements made before the recipe existed.
+SPEED_REFERENCE_PRESET = "small-ctr"
+SPEED_REFERENCE_SETTINGS = (
+    "model.layer_form=expand",
+    "model.fmb_activation=none",
+    "model.mlp_norm=none",
+    "model.mlp_dropout=0.0",
+    "model.layer_dropout=0.0",
+    "train.data_parallel_max_rows=128",
+)
+
 
 @dataclass(frozen=True)
 class Throughput:
