@@ -11,7 +11,7 @@ import yaml
 from wukong.cli import main
 from wukong.config import ConfigError, load_config
 from wukong.experiments.space import SearchSpace
-from wukong.experiments.tune import Tuner
+from wukong.experiments.tune import Tuner, configuration_key
 
 from .conftest import QUICK
 
@@ -65,6 +65,44 @@ def test_rounds_are_seeded_and_follow_the_history(tmp_path: Path) -> None:
     assert [s.id for s in later] == ["trial-0002", "trial-0003"]
     assert later == tuner(1).plan_round(2, 2, history)  # resuming draws the same round again
     assert all(s.splits == ("valid",) for s in later)  # never the test split
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_space_of_choices_is_covered_before_any_configuration_repeats(sampler: str, tmp_path: Path) -> None:
+    choices = {
+        "model.dlrm.top_mlp": {"choice": [[32, 16], [64], [16]]},
+        "model.mlp_norm": {"choice": ["none", "batchnorm"]},
+    }
+    lines: list[str] = []
+    space = SearchSpace.from_dict(choices, "dlrm")
+    tuner = Tuner(
+        "d",
+        "dlrm",
+        space,
+        tmp_path,
+        trials=8,
+        sampler=sampler,
+        parallel=2,
+        startup_trials=2,
+        preset="tiny",
+        log=lines.append,
+    )
+    history: list[dict] = []
+    for first in range(0, 8, 2):
+        drawn = tuner.plan_round(first, 2, history)
+        history += [
+            {
+                "trial": s.meta["trial"],
+                "params": s.meta["params"],
+                "status": "ok",
+                "valid": {"auc": 0.5 + s.meta["trial"] / 100},
+            }
+            for s in drawn
+        ]
+    keys = [configuration_key(record["params"]) for record in history]
+    assert len(set(keys[:6])) == 6  # the 6 configurations, each once, before any repeats
+    assert lines == [f"trial-000{n}: no configuration of the space is left untried; it repeats one" for n in (6, 7)]
+    assert [s.meta["params"] for s in tuner.plan_round(6, 2, history[:6])] == [r["params"] for r in history[6:]]
 
 
 @pytest.mark.slow

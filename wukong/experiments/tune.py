@@ -8,6 +8,8 @@ killed search resumes with the same parameters, and ``--trials`` can be raised t
 
 - ``sampler="tpe"``: optuna's Tree-structured Parzen Estimator (multivariate), after
   ``startup_trials`` random ones; ``sampler="random"``: independent uniform draws.
+- No trial repeats a configuration an earlier one used while the sampler can find an unseen one (a
+  space of choices alone is small, and both samplers draw with repeats).
 - Selection uses the validation split only (``metric``: ``auc``, maximised, or ``logloss``, minimised);
   the test split is never evaluated here.
 
@@ -18,6 +20,7 @@ trial's whole config: ``wukong train --config best.yaml``), ``tune.json`` (the s
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -37,8 +40,16 @@ TABLE = "trials.md"
 BEST = "best.yaml"
 
 
+REDRAWS = 20  # draws of each kind that look for a configuration not tried yet (see Tuner._ask_unseen)
+
+
 def trial_id(number: int) -> str:
     return f"trial-{number:04d}"
+
+
+def configuration_key(params: dict[str, Any]) -> str:
+    """One text per distinct configuration (parameter order does not matter)."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 @dataclass
@@ -121,9 +132,10 @@ class Tuner:
             study.add_trial(
                 create_trial(params=record["params"], distributions=distributions, value=value, state=state)
             )
+        seen = {configuration_key(r["params"]) for r in history}
         specs = []
         for number in range(first, first + count):
-            params = study.ask(distributions).params
+            params = self._ask_unseen(study, distributions, seen, trial_id(number))
             specs.append(
                 TrialSpec(
                     id=trial_id(number),
@@ -136,6 +148,32 @@ class Tuner:
                 )
             )
         return specs
+
+    def _ask_unseen(self, study, distributions, seen: set[str], name: str) -> dict[str, Any]:
+        """The sampler's next parameters that no earlier trial (nor one of this round) used.
+
+        A space of choices alone is small, and both samplers draw from it with repeats (TPE, once it
+        models the results, keeps proposing its favourite); a repeat would spend a trial of the budget
+        on a result already known. Up to ``REDRAWS`` draws of the sampler look for an unseen
+        configuration, each one redrawn told to the study as failed (TPE leaves failures out of its
+        model); then up to ``REDRAWS`` uniform draws, seeded by the trial. Deterministic like every
+        draw here: the same seed and history draw the same way.
+        """
+        import optuna
+        from optuna.trial import TrialState
+
+        number = int(name.rsplit("-", 1)[1])
+        uniform = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed * 100_003 + number))
+        for source in (study, uniform):
+            for _ in range(REDRAWS):
+                trial = source.ask(distributions)
+                key = configuration_key(trial.params)
+                if key not in seen:
+                    seen.add(key)
+                    return trial.params
+                source.tell(trial, state=TrialState.FAIL)
+        self.log(f"{name}: no configuration of the space is left untried; it repeats one")
+        return trial.params
 
     # -- running ----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
