@@ -4,16 +4,18 @@ The trainer (:class:`wukong.train.loop.Trainer`: TorchRec sharded tables, fused 
 the sparse-dist train pipeline, Adam, validation at each epoch end) runs in this process as
 ``wukong train`` runs it, on a generated all-categorical dataset (the teacher source: 10 fields, no
 dense feature, ~48k training rows, so an epoch is 11 steps of 4096 as in issue 10's small-CTR protocol).
-It trains two epochs; the second is profiled whole, so validation and checkpoints weigh per step
-as they do in a real run. Each event's self time goes to the phase of its innermost label
-(:mod:`wukong.train.profile`), so the phases add up to the step.
+It trains three epochs: the first warms up, the second is timed without the profiler, the third is
+profiled whole, so validation and checkpoints weigh per step as they do in a real run. Each event's
+self time goes to the phase of its innermost label (:mod:`wukong.train.profile`), so the phases add
+up to the step.
 
-Profiled models: Wukong at the public reference's default size (``configs/small-ctr.yaml``: 3
-layers, nF = nL = 40, k = 8, FMB MLP [512, 256], head [512, 256], d = 16, batch 4096) and Wukong
+Profiled models: Wukong at the public reference's default size (``wukong.benchmark.SPEED_REFERENCE_*``:
+3 layers, nF = nL = 40, k = 8, FMB MLP [512, 256], head [512, 256], d = 16, batch 4096) and Wukong
 width-scaled from it to ~1 MFLOP/example. ``--compile both`` profiles each also with
-``train.compile=dense``. Beside each profile: examples/s of the training steps (validation and
-checkpoints excluded, like ``wukong train``'s log windows) and their share of a matmul peak measured
-right before and after it. Written to docs/benchmarks.md between this script's markers.
+``train.compile=dense``. Beside each profile: examples/s of the training steps (the median step of the
+unprofiled second epoch: validation and checkpoints excluded, like ``wukong train``'s log windows)
+and their share of a matmul peak measured right before and after it. Written to docs/benchmarks.md
+between this script's markers.
 
     python benchmarks/profile_step.py [--rows 60000] [--compile none|dense|both] [--no-write]
 """
@@ -23,9 +25,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import itertools
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from functools import partial
 
 import torch
@@ -33,20 +38,17 @@ from benchmarks_doc import cpu_name, publish
 
 from wukong.benchmark import SPEED_REFERENCE_PRESET, SPEED_REFERENCE_SETTINGS, beside_peak, peak_ratio
 from wukong.config import Config, load_config
-from wukong.train.profile import PHASE_NAMES, StepProfile, format_ops, format_profile, profile_fit
+from wukong.train.profile import StepProfile, format_ops, format_profile, profile_fit
 
 BEGIN, END = "<!-- profile_step:begin -->", "<!-- profile_step:end -->"
 PRESET = SPEED_REFERENCE_PRESET
 SETTINGS = [
     *SPEED_REFERENCE_SETTINGS,
-    "train.epochs=2",
+    "train.epochs=3",
     "train.checkpoint_every=0",
     "train.warmup_steps=0",
     "train.patience=0",
 ]
-# The phases of training steps proper (what `wukong train`'s examples/s windows time): all but
-# validation and checkpoints.
-STEP_PHASES = tuple(name for name in PHASE_NAMES if name not in ("validation", "checkpoints"))
 COMPILE_MODES = {"none": ("none",), "dense": ("dense",), "both": ("none", "dense")}
 
 
@@ -72,14 +74,23 @@ def config(data: str, mflops: float | None, compile_mode: str) -> Config:
     return cfg
 
 
-def profile_training(cfg: Config, data: str, output: str) -> tuple[StepProfile, float]:
-    """Train ``cfg`` for its two epochs, profiling the second; returns its phases and MFLOP/example."""
+def profile_training(cfg: Config, data: str, output: str) -> tuple[StepProfile, float, float]:
+    """Train ``cfg`` for its three epochs: the first warms up, the second is timed, the third profiled.
+
+    Returns the phases, the MFLOP/example and the median seconds of the second epoch's steps. The
+    rate comes from steps run *without* the profiler: recording every op costs microseconds each, so
+    a profiled step of many small eager ops looks slower than it is (twice as slow at the reference
+    size on one host), and a compiled one, with few ops, much less so."""
     from wukong.train.distributed import init_distributed
     from wukong.train.loop import Trainer
 
     trainer = Trainer(cfg, data, output, init_distributed(), resume="never")
-    profile = profile_fit(trainer, skip=trainer.steps_per_epoch, steps=trainer.steps_per_epoch)
-    return profile, trainer.flops.mflops
+    per_epoch, ends = trainer.steps_per_epoch, []
+    trainer.step_hooks.append(lambda: ends.append(time.perf_counter()))
+    profile = profile_fit(trainer, skip=2 * per_epoch, steps=per_epoch)
+    # Between consecutive step ends: one step; the epoch's last also validates, which the median ignores.
+    step_seconds = statistics.median(b - a for a, b in itertools.pairwise(ends[per_epoch - 1 : 2 * per_epoch]))
+    return profile, trainer.flops.mflops, step_seconds
 
 
 def main() -> None:
@@ -99,9 +110,8 @@ def main() -> None:
                 cfg = config(data, mflops, mode)
                 name = label + (", compiled" if mode == "dense" else "")
                 run = partial(profile_training, cfg, data, f"{tmp}/run{len(profiles)}")
-                (profile, model_mflops), peak = beside_peak(run)
-                step_ms = sum(profile.ms[phase] for phase in STEP_PHASES)
-                rate = cfg.train.batch_size / (step_ms / 1e3)
+                (profile, model_mflops, step_seconds), peak = beside_peak(run)
+                rate = cfg.train.batch_size / step_seconds
                 ratio = peak_ratio(model_mflops, rate, peak)
                 notes.append(
                     f"{name}: {model_mflops:.2f} MFLOP/example, {rate:,.0f} examples/s in training steps "
@@ -118,7 +128,8 @@ def main() -> None:
     header = (
         f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, fp32, 1 process; `{PRESET}` preset (batch {batch}), "
-        f"the second epoch of {args.rows * 8 // 10:,} training rows profiled. " + "; ".join(notes) + "."
+        f"{args.rows * 8 // 10:,} training rows; examples/s: the median step of the second epoch, unprofiled; "
+        f"phases: the third epoch, profiled. " + "; ".join(notes) + "."
     )
     publish(BEGIN, END, header, table, write=not args.no_write)
 

@@ -9,9 +9,9 @@ configuration's run (:func:`wukong.benchmark.beside_peak`), so each ratio compar
 as it was during its own run. Written to docs/benchmarks.md between this script's markers.
 
 Configurations: the default preset (Criteo-shaped: 13 dense + 26 sparse features, d = 128) with 1
-and 2 processes, and Wukong at the public reference's default size (``configs/small-ctr.yaml``,
-batch 4096, on 10 categorical fields), eager and with ``train.compile=dense``: a same-run
-before/after of the compiled dense arch.
+and 2 processes, and Wukong at the public reference's default size
+(``wukong.benchmark.SPEED_REFERENCE_*``, batch 4096, on 10 categorical fields), eager and with
+``train.compile=dense``: a same-run before/after of the compiled dense arch.
 
     python benchmarks/train_throughput.py [--rows 300000] [--steps 80] [--only reference] [--no-write]
 """
