@@ -248,6 +248,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd", "adam", "partial_rowwise_adam")
 CPU_EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
+REPLICATED_TABLE_MODES = ("embedding", "dense")  # train.replicated_tables: which optimizer trains them
 COMPILE_MODES = ("none", "dense")  # train.compile: what runs under torch.compile
 
 
@@ -301,8 +302,10 @@ class TrainConfig:
     updated as its gradient is computed): only rows looked up in a batch change, so embedding weight
     decay touches those rows only, and fused gradients never exist as tensors, so they cannot join
     a global gradient norm (``grad_clip_norm``); ``embedding_grad_clip`` clamps them element-wise
-    instead. Replicated (data-parallel) tables are dense parameters, trained by Adam at
-    ``learning_rate`` and clipped with the dense ones, but not weight-decayed.
+    instead. Replicated (data-parallel) tables are trained by their group's embedding optimizer too
+    (``replicated_tables=embedding``, :mod:`wukong.train.replicated`), on their dense gradients, so a
+    table learns the same whatever its sharding; ``replicated_tables=dense`` trains them by Adam at
+    ``learning_rate`` with the dense parameters (clipped with them, not weight-decayed).
 
     Learning rate at step s: ``lr = base · f(s) · p``, with ``f`` the warm-up then ``lr_schedule``
     factor and ``p = max(plateau_factor^r, plateau_min_factor)`` after r plateaus (``plateau_patience``
@@ -331,8 +334,9 @@ class TrainConfig:
     plateau_factor: float = 1.0  # multiply every rate by this at each plateau (1: off; FuxiCTR's 0.1)
     plateau_patience: int = 1  # validations in a row without a better AUC that make a plateau
     plateau_min_factor: float = 0.0  # the plateau factor's floor (FuxiCTR: min_lr 1e-6 at lr 1e-3, i.e. 1e-3)
-    grad_clip_norm: float = 0.0  # clip the global norm of dense and replicated-table gradients (0: off)
-    embedding_grad_clip: float = 0.0  # clamp each fused-table gradient entry to ±this (0: off)
+    grad_clip_norm: float = 0.0  # clip the global norm of dense gradients (0: off; replicated tables: only if
+    # replicated_tables=dense)
+    embedding_grad_clip: float = 0.0  # clamp each table's gradient entries to ±this (0: off)
     validate_every: int = 0  # steps between validations (0: at each epoch end only)
     patience: int = 0  # stop after this many validations without a better AUC (0: never)
     checkpoint_every: int = 200  # steps between checkpoints (0: at the end only)
@@ -341,6 +345,8 @@ class TrainConfig:
     sharding: str = "hybrid"  # hybrid, planner, or one type for every table
     row_wise_min_rows: int = 5_000  # hybrid: tables with at least this many rows are row-wise
     data_parallel_max_rows: int = 128  # hybrid: tables with at most this many rows are replicated
+    replicated_tables: str = "embedding"  # replicated tables trained by their embedding optimizer (embedding),
+    # as if sharded, or by the dense Adam (dense)
     pipeline: bool = True  # TrainPipelineSparseDist: overlap input distribution with compute
     compile: str = "none"  # dense: torch.compile (inductor) the interaction arch of training steps (eager
     # fallback, logged, if it fails; validation stays eager); none: eager everywhere
@@ -371,6 +377,7 @@ class TrainConfig:
         _choice("train", "embedding_optimizer", self.embedding_optimizer, EMBEDDING_OPTIMIZERS)
         _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
         _choice("train", "compile", self.compile, COMPILE_MODES)
+        _choice("train", "replicated_tables", self.replicated_tables, REPLICATED_TABLE_MODES)
         _embedding_weight_decay("train.embedding_weight_decay", self.embedding_optimizer, self.embedding_weight_decay)
         for i, group in enumerate(self.embedding_groups):
             where = f"train.embedding_groups[{i}]"

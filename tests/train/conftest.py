@@ -6,16 +6,31 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+import torch.distributed as dist
 
 from wukong.data.prepare import PrepareOptions, prepare
 from wukong.data.sources import open_source
+from wukong.train.distributed import DistEnv
 
 # Small and quick: the tiny preset, batches of 256, at most a few hundred steps.
 FAST = ["--config", "tiny", "--batch-size", "256", "--warmup-steps", "20"]
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[DistEnv]:
+    """A process group of one (gloo on CPU, nccl on a GPU) without touching os.environ, for a module's
+    in-process TorchRec sharding tests."""
+    cuda = torch.cuda.is_available()
+    device, backend = (torch.device("cuda", 0), "nccl") if cuda else (torch.device("cpu"), "gloo")
+    dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    yield DistEnv(0, 1, 0, device, backend)
+    dist.destroy_process_group()
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
@@ -37,16 +35,6 @@ SCHEMA = FeatureSchema(
     dense=("a", "b"), sparse=(SparseFeature("big", 600), SparseFeature("mid", 300), SparseFeature("small", 20))
 )
 PLAN = dict(row_wise_min_rows=500, data_parallel_max_rows=50)
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[DistEnv]:
-    """A process group of one (gloo on CPU, nccl on a GPU) without touching os.environ."""
-    cuda = torch.cuda.is_available()
-    device, backend = (torch.device("cuda", 0), "nccl") if cuda else (torch.device("cpu"), "gloo")
-    dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-    yield DistEnv(0, 1, 0, device, backend)
-    dist.destroy_process_group()
 
 
 @dataclasses.dataclass
@@ -143,11 +131,13 @@ def test_embedding_grad_clip_clamps_fused_gradients(env: DistEnv, tiny: Config, 
     torch.testing.assert_close(sharded.tables()["t_mid"][7] - before["t_mid"][7], torch.full((16,), expected))
 
 
-def test_replicated_tables_join_the_dense_optimizer_and_its_clipping(env: DistEnv, tiny: Config) -> None:
-    sharded = shard(env, TrainConfig(**PLAN, grad_clip_norm=1.0), tiny)
+def test_replicated_tables_dense_join_the_dense_optimizer_and_its_clipping(env: DistEnv, tiny: Config) -> None:
+    sharded = shard(env, TrainConfig(**PLAN, grad_clip_norm=1.0, replicated_tables="dense"), tiny)
     dense_names = set(sharded.dense.params)
     assert any("t_small" in name for name in dense_names)  # replicated: dense, clipped with the rest
     assert not any("t_big" in name or "t_mid" in name for name in dense_names)  # fused: updated in backward
+    by_default = shard(env, TrainConfig(**PLAN, grad_clip_norm=1.0), tiny)  # their embedding optimizer instead
+    assert not any("t_small" in name for name in by_default.dense.params)
 
 
 def test_cpu_refuses_what_fbgemm_cannot_do_there(tiny: Config) -> None:
@@ -213,7 +203,7 @@ def test_learning_rates_scale_dense_and_fused_rates(env: DistEnv, tiny: Config) 
         learning_rate=0.01,
     )
     sharded = shard(env, train, tiny, SCHEMA_FUSED)
-    rates = LearningRates(sharded.dense, sharded.dmp.fused_optimizer, train, total_steps=100)
+    rates = LearningRates(sharded.dense, [sharded.dmp.fused_optimizer], train, total_steps=100)
     assert rates.apply(step=1, plateau=0.1) == pytest.approx(0.01 * 0.5 * 0.1)  # warm-up 2/4, one plateau
     before = sharded.tables()
     sharded.step_on_pooled(ids(big=[1], mid=[2]), scale=1.0)

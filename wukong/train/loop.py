@@ -32,7 +32,13 @@ from wukong.train import outputs, warm_start
 from wukong.train.checkpoint import Checkpointer, parameters_of
 from wukong.train.distributed import DistEnv
 from wukong.train.module import TrainModule
-from wukong.train.optim import LearningRates, assign_table_optimizers, build_optimizers, plateau_scale
+from wukong.train.optim import (
+    LearningRates,
+    assign_table_optimizers,
+    build_optimizers,
+    embedding_optimizers,
+    plateau_scale,
+)
 from wukong.train.predict import predict
 from wukong.train.rowlog import RowLog
 from wukong.train.sharding import build_plan, format_plan, make_sharder, plan_rows
@@ -125,8 +131,9 @@ class Trainer:
         self.plan_rows = plan_rows(plan, ebc)
         log(env, f"sharding plan ({train.sharding}, {env.world_size} ranks):\n{format_plan(plan, ebc)}")
         for table, _, _, sharding, *_ in self.plan_rows:
-            if table in grouped:  # replicated tables are dense parameters, whatever their group
-                trained_by = "Adam" if sharding == "data_parallel" else grouped[table]
+            if table in grouped:  # replicated tables: their group's optimizer, or Adam (replicated_tables=dense)
+                dense = sharding == "data_parallel" and train.replicated_tables == "dense"
+                trained_by = "Adam" if dense else grouped[table]
                 log(env, f"embedding group: {table} trained by {trained_by}")
         self.model = DistributedModelParallel(module, device=env.device, plan=plan, sharders=[sharder])
         module.warm_up(self.local_batch, env.device)  # train.compile=dense: compile now (or fall back, logged)
@@ -134,8 +141,8 @@ class Trainer:
         self.steps_per_epoch = len(self.train_reader)  # ⌊rows / batch_size⌋ whatever the world size (data.plan)
         all_epochs = self.steps_per_epoch * train.epochs
         self.total_steps = min(train.max_steps, all_epochs) if train.max_steps else all_epochs  # the real length
-        fused = self.model.fused_optimizer if self.model.fused_optimizer.params else None
-        self.learning_rates = LearningRates(self.dense_optimizer, fused, train, self.total_steps)  # before _resume
+        tables = embedding_optimizers(self.optimizer)
+        self.learning_rates = LearningRates(self.dense_optimizer, tables, train, self.total_steps)  # before _resume
         self.saved_step: int | None = None  # the step this process saved last or resumed from
         self.saved_info: dict[str, Any] = {}  # and the progress saved with it
         self.unchecked_loss: torch.Tensor | None = None  # the last step's loss while not yet checked finite

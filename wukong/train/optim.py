@@ -1,8 +1,9 @@
 """Optimizers (paper, appendix A): fused row-wise Adagrad inside the sharded tables, Adam for the rest.
 
-- **Dense parameters** (and data-parallel tables, which are ordinary replicated parameters): Adam,
-  or AdamW with ``train.weight_decay`` (decoupled, ``w ← w − lr·wd·w`` on weight matrices only),
-  wrapped in global-norm clipping when ``train.grad_clip_norm`` is set.
+- **Dense parameters**: Adam, or AdamW with ``train.weight_decay`` (decoupled, ``w ← w − lr·wd·w`` on
+  weight matrices only), wrapped in global-norm clipping when ``train.grad_clip_norm`` is set.
+- **Replicated (data-parallel) tables**: their embedding optimizer on their dense gradients
+  (:mod:`wukong.train.replicated`), or with ``train.replicated_tables=dense`` the dense Adam.
 - **Sharded tables**: an FBGEMM optimizer fused into the backward pass, chosen per table group
   (:class:`~wukong.config.EmbeddingGroupConfig`): the sharder's ``fused_params`` carry the default,
   and tables of a group carry their own through TorchRec's per-parameter optimizer settings
@@ -27,6 +28,7 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer, KeyedOptimiz
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from wukong.config import CPU_EMBEDDING_OPTIMIZERS, ConfigError, TrainConfig
+from wukong.train.replicated import is_table, replicated_table_optimizer
 
 # Name -> (FBGEMM kernel, the TorchRec optimizer class that stands for it in per-table settings).
 EMBEDDING_OPTIMIZER_TYPES: dict[str, tuple[EmbOptimType, type[torch.optim.Optimizer]]] = {
@@ -132,15 +134,25 @@ def _dense_optimizer(params: dict[str, torch.Tensor], train: TrainConfig) -> Key
 
 def build_optimizers(model: torch.nn.Module, train: TrainConfig) -> tuple[CombinedOptimizer, KeyedOptimizer]:
     """(the optimizer that steps everything, its dense part). Its ``sparse`` part, when there is one,
-    is the sharded model's ``fused_optimizer`` (its steps set the kernels' learning rates)."""
-    dense = _dense_optimizer(dict(in_backward_optimizer_filter(model.named_parameters())), train)
+    is the sharded model's ``fused_optimizer`` (its steps set the kernels' learning rates); its
+    ``replicated`` part trains the replicated tables (:func:`embedding_optimizers` lists both)."""
+    params = dict(in_backward_optimizer_filter(model.named_parameters()))
+    tables = {n: p for n, p in params.items() if is_table(n)} if train.replicated_tables == "embedding" else {}
+    dense = _dense_optimizer({n: p for n, p in params.items() if n not in tables}, train)
     if train.grad_clip_norm > 0:
         dense = GradientClippingOptimizer(dense, clipping=GradientClipping.NORM, max_gradient=train.grad_clip_norm)
     parts: list[tuple[str, KeyedOptimizer]] = [("dense", dense)]
     fused = getattr(model, "fused_optimizer", None)
     if fused is not None and fused.params:
         parts.insert(0, ("sparse", fused))
+    if tables:
+        parts.append(("replicated", replicated_table_optimizer(tables, train)))
     return CombinedOptimizer(parts), dense
+
+
+def embedding_optimizers(optimizer: CombinedOptimizer) -> list[KeyedOptimizer]:
+    """The parts of :func:`build_optimizers`'s optimizer that train tables (fused and replicated)."""
+    return [part for key, part in optimizer.optimizers if key in ("sparse", "replicated")]
 
 
 # ---- learning rates ----------------------------------------------------------------------------
@@ -184,29 +196,31 @@ class LearningRates:
     .. math::
         \mathrm{lr}_g(s) = \mathrm{base}_g \cdot f(s) \cdot p \ \text{(dense)},\qquad
         \mathrm{lr}_g(s) = \mathrm{base}_g \cdot [f(s)]^{\mathbb 1[\text{schedule\_embeddings}]} \cdot p
-        \ \text{(sharded tables)}
+        \ \text{(tables)}
 
     with ``f`` from :func:`lr_factor`, ``p`` the plateau factor (:func:`plateau_scale`) and
     ``base_g`` each parameter group's rate when this object is built (dense: ``train.learning_rate``;
-    a sharded-table group: its own ``embedding_learning_rate``). Build it before loading a checkpoint,
-    whose saved rates are already scaled. The fused kernels read the new rate at the optimizer's
-    next ``zero_grad``/``step``, i.e. before the next backward pass.
+    a table group, sharded or replicated: its own embedding rate). Build it before loading a
+    checkpoint, whose saved rates are already scaled. The fused kernels read the new rate at the
+    optimizer's next ``zero_grad``/``step``, i.e. before the next backward pass.
     """
 
     def __init__(
-        self, dense: KeyedOptimizer, sparse: KeyedOptimizer | None, train: TrainConfig, total_steps: int
+        self, dense: KeyedOptimizer, tables: list[KeyedOptimizer], train: TrainConfig, total_steps: int
     ) -> None:
-        self.dense, self.sparse, self.train, self.total_steps = dense, sparse, train, total_steps
+        self.dense, self.tables, self.train, self.total_steps = dense, tables, train, total_steps
         self.dense_bases = [group["lr"] for group in dense.param_groups]
-        self.sparse_bases = [group["lr"] for group in sparse.param_groups] if sparse is not None else []
+        self.table_bases = [group["lr"] for group in self._table_groups()]
+
+    def _table_groups(self) -> list[dict[str, Any]]:
+        return [group for part in self.tables for group in part.param_groups]  # afresh: loading replaces them
 
     def apply(self, step: int, plateau: float = 1.0) -> float:
         """Set the rates for ``step`` (0-based); returns the first dense group's."""
         factor = lr_factor(step, self.train.warmup_steps, self.total_steps, self.train.lr_schedule)
         for group, base in zip(self.dense.param_groups, self.dense_bases):
             group["lr"] = base * factor * plateau
-        if self.sparse is not None:
-            sparse_factor = (factor if self.train.schedule_embeddings else 1.0) * plateau
-            for group, base in zip(self.sparse.param_groups, self.sparse_bases):
-                group["lr"] = base * sparse_factor
+        table_factor = (factor if self.train.schedule_embeddings else 1.0) * plateau
+        for group, base in zip(self._table_groups(), self.table_bases):
+            group["lr"] = base * table_factor
         return self.dense.param_groups[0]["lr"]
