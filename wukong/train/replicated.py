@@ -32,7 +32,7 @@ from torchrec.optim.keyed import KeyedOptimizer, KeyedOptimizerWrapper
 
 from wukong.config import TrainConfig
 
-TABLE_WEIGHT = re.compile(r"embedding_bags\.t_(?P<feature>.+)\.weight$")  # a table's weight (see FeatureEmbedding)
+TABLE_WEIGHT = re.compile(r"embedding_bags\.t_(?P<feature>.+)\.weight$")  # see wukong.model.inference.table_name
 EPS = 1e-8  # FBGEMM's default eps of its Adagrad kernels
 
 
@@ -114,6 +114,7 @@ class _PerTable:
 
 
 def is_table(name: str) -> bool:
+    """Whether parameter ``name`` is an embedding table's weight."""
     return TABLE_WEIGHT.search(name) is not None
 
 
