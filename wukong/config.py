@@ -353,6 +353,18 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes per rank
     seed: int = 0
 
+    def table_optimizer(self, feature: str, rows: int) -> tuple[int | None, str, float, float]:
+        """How the table of ``feature`` (``rows`` rows) is trained: (the index of its group in
+        ``embedding_groups``, the first that matches, or None; optimizer; learning rate; weight decay),
+        the group's settings where it sets them, else the ``embedding_*`` defaults."""
+        index, group = next(
+            ((i, g) for i, g in enumerate(self.embedding_groups) if g.matches(feature, rows)), (None, None)
+        )
+        optimizer = (group.optimizer if group else None) or self.embedding_optimizer
+        lr = self.embedding_learning_rate if group is None or group.learning_rate is None else group.learning_rate
+        wd = self.embedding_weight_decay if group is None or group.weight_decay is None else group.weight_decay
+        return index, optimizer, lr, wd
+
     def __post_init__(self) -> None:
         _positive("train", batch_size=self.batch_size, epochs=self.epochs, learning_rate=self.learning_rate)
         _positive("train", embedding_learning_rate=self.embedding_learning_rate, log_every=self.log_every)

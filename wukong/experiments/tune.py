@@ -135,7 +135,7 @@ class Tuner:
         seen = {configuration_key(r["params"]) for r in history}
         specs = []
         for number in range(first, first + count):
-            params = self._ask_unseen(study, distributions, seen, trial_id(number))
+            params = self._ask_unseen(study, distributions, seen, number)
             specs.append(
                 TrialSpec(
                     id=trial_id(number),
@@ -149,7 +149,7 @@ class Tuner:
             )
         return specs
 
-    def _ask_unseen(self, study, distributions, seen: set[str], name: str) -> dict[str, Any]:
+    def _ask_unseen(self, study, distributions, seen: set[str], number: int) -> dict[str, Any]:
         """The sampler's next parameters that no earlier trial (nor one of this round) used.
 
         A space of choices alone is small, and both samplers draw from it with repeats (TPE, once it
@@ -162,7 +162,6 @@ class Tuner:
         import optuna
         from optuna.trial import TrialState
 
-        number = int(name.rsplit("-", 1)[1])
         uniform = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed * 100_003 + number))
         for source in (study, uniform):
             for _ in range(REDRAWS):
@@ -172,7 +171,7 @@ class Tuner:
                     seen.add(key)
                     return trial.params
                 source.tell(trial, state=TrialState.FAIL)
-        self.log(f"{name}: no configuration of the space is left untried; it repeats one")
+        self.log(f"{trial_id(number)}: no configuration of the space is left untried; it repeats one")
         return trial.params
 
     # -- running ----------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ EMBEDDING_OPTIMIZER_TYPES: dict[str, tuple[EmbOptimType, type[torch.optim.Optimi
     "adam": (EmbOptimType.ADAM, trec_optim.Adam),
     "partial_rowwise_adam": (EmbOptimType.PARTIAL_ROWWISE_ADAM, trec_optim.PartialRowWiseAdam),
 }
-TABLE_PREFIX = "embedding.ebc."  # the tables' parameter names contain this (see FeatureEmbedding)
 
 
 # ---- sharded tables ----------------------------------------------------------------------------
@@ -93,15 +92,9 @@ def assign_table_optimizers(ebc: EmbeddingBagCollection | None, train: TrainConf
         return assigned
     for config in ebc.embedding_bag_configs():
         feature = config.feature_names[0]
-        index, group = next(
-            ((i, g) for i, g in enumerate(train.embedding_groups) if g.matches(feature, config.num_embeddings)),
-            (None, None),
-        )
-        if group is None:
+        index, optimizer, lr, wd = train.table_optimizer(feature, config.num_embeddings)
+        if index is None:
             continue
-        optimizer = group.optimizer or train.embedding_optimizer
-        lr = train.embedding_learning_rate if group.learning_rate is None else group.learning_rate
-        wd = train.embedding_weight_decay if group.weight_decay is None else group.weight_decay
         _check_device(optimizer, wd, device_type, f"train.embedding_groups[{index}]")
         settings = _fused_settings(train, optimizer, lr, wd)
         settings["lr"] = settings.pop("learning_rate")  # TorchRec renames it back when merging
@@ -114,7 +107,7 @@ def assign_table_optimizers(ebc: EmbeddingBagCollection | None, train: TrainConf
 # ---- dense parameters ----------------------------------------------------------------------------
 def is_decayed(name: str, param: torch.Tensor) -> bool:
     """Weight decay applies to weight matrices: not to biases, norm scales (1-D) or embedding tables."""
-    return param.dim() >= 2 and TABLE_PREFIX not in name
+    return param.dim() >= 2 and not is_table(name)
 
 
 def _dense_optimizer(params: dict[str, torch.Tensor], train: TrainConfig) -> KeyedOptimizer:

@@ -74,15 +74,6 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         return loss
 
 
-def _table_settings(feature: str, rows: int, train: TrainConfig) -> tuple[str, float, float]:
-    """(optimizer, learning rate, weight decay) of a table: its group's (first match), else the defaults."""
-    group = next((g for g in train.embedding_groups if g.matches(feature, rows)), None)
-    optimizer = (group.optimizer if group else None) or train.embedding_optimizer
-    lr = train.embedding_learning_rate if group is None or group.learning_rate is None else group.learning_rate
-    wd = train.embedding_weight_decay if group is None or group.weight_decay is None else group.weight_decay
-    return optimizer, lr, wd
-
-
 def _torch_optimizer(name: str, params: list[torch.Tensor], lr: float, wd: float, train: TrainConfig):
     if name == "rowwise_adagrad":
         return RowWiseAdagrad(params, lr, wd, decoupled=train.embedding_weight_decay_mode == "decoupled")
@@ -127,7 +118,7 @@ def replicated_table_optimizer(tables: dict[str, torch.Tensor], train: TrainConf
         parts = []
         for param in params:
             feature = TABLE_WEIGHT.search(by_id[id(param)])["feature"]
-            name, lr, wd = _table_settings(feature, param.shape[0], train)
+            _, name, lr, wd = train.table_optimizer(feature, param.shape[0])
             parts.append(_torch_optimizer(name, [param], lr, wd, train))
         return _PerTable(parts)
 
