@@ -37,7 +37,7 @@ MLP_NORMS = ("none", "batchnorm", "layernorm")
 LINEAR_INITS = ("torch", "xavier_normal", "xavier_uniform", "kaiming_normal")
 PROJECTION_INITS = ("xavier_uniform", "xavier_normal", "normal")
 FMB_ACTIVATIONS = ("none", "relu")
-LAYER_NORMS = ("dim", "layer")
+LAYER_NORMS = ("dim", "layer", "none")
 LAYER_FORMS = ("expand", "compact")
 EMBEDDING_INITS = ("torchrec", "uniform", "normal")
 # The presets folder: the repository's configs/ (editable installs), or WUKONG_CONFIGS (images set it).
@@ -161,7 +161,7 @@ class ModelConfig:
     fm_projection_init: str = "xavier_uniform"  # static Y: xavier_uniform, xavier_normal, or normal (N(0,1))
     fmb_activation: str = "none"  # on each FMB's output: none, or relu (as FuxiCTR's WuKong)
     layer_dropout: float = 0.0  # dropout on each Wukong layer's concat(FMB, LCB) before the residual sum
-    layer_norm: str = "dim"  # each Wukong layer's LayerNorm: over d per row (dim) or over all n·d (layer)
+    layer_norm: str = "dim"  # each Wukong layer's LayerNorm: over d per row (dim), over all n·d (layer), or none
     layer_form: str = "expand"  # expand: the paper's layer, nF+nL rows out; compact: n rows kept (bottleneck)
     # Regularisation of the interaction MLPs (every model; group keys override the mlp_* ones).
     mlp_dropout: float = 0.0  # dropout probability after each hidden ReLU

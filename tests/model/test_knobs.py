@@ -17,7 +17,7 @@ from wukong.model.blocks import FactorizationMachineBlock, StaticProjection
 from wukong.model.embedding import FeatureEmbedding
 from wukong.model.init import Linear
 from wukong.model.mlp import MLP
-from wukong.model.stack import WukongLayer
+from wukong.model.stack import CompactWukongLayer, WukongLayer
 from wukong.schema import FeatureSchema, SparseFeature
 
 from .test_models import _materialize_like_torchrec
@@ -185,6 +185,20 @@ def test_layer_norm_over_the_whole_layer() -> None:
     torch.testing.assert_close(whole.flatten(1).std(dim=1, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
     assert (whole.std(dim=2, unbiased=False) - 1).abs().max() > 0.05  # rows keep their relative scale
     assert per_layer.norm.weight.shape == (6, 4)
+
+
+@pytest.mark.parametrize("layer_class", [WukongLayer, CompactWukongLayer])
+def test_layer_norm_none_keeps_the_residual_sum(layer_class: type) -> None:
+    x = torch.randn(16, 6, 4) * 5
+    kwargs = dict(num_inputs=6, dim=4, num_fmb=3, num_lcb=3, rank=2, fmb_hidden=[8])
+    torch.manual_seed(2)
+    normed = layer_class(**kwargs).eval()
+    torch.manual_seed(2)  # the same weights: only the norm differs
+    plain = layer_class(**kwargs, norm="none").eval()
+    out = plain(x)
+    torch.testing.assert_close(normed(x), torch.nn.functional.layer_norm(out, (4,)), atol=1e-4, rtol=1e-4)
+    assert out.std(dim=2).mean() > 2  # the input's scale survives
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in plain.children())
 
 
 def embedding_of(schema: FeatureSchema, **init) -> FeatureEmbedding:

@@ -63,7 +63,9 @@ class WukongLayerBase(nn.Module):
         )
         self.num_outputs = self.build_branches(num_fmb, num_lcb)
         self.dropout = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm((dim,) if norm == "dim" else (self.num_outputs, dim))
+        self.norm: nn.Module = (
+            nn.Identity() if norm == "none" else nn.LayerNorm((dim,) if norm == "dim" else (self.num_outputs, dim))
+        )
 
     def build_branches(self, num_fmb: int, num_lcb: int) -> int:
         """Create the form's linear modules; return the rows of the layer's output."""
@@ -81,9 +83,11 @@ class WukongLayer(WukongLayerBase):
     where ``res`` is the identity when ``n_i = nF + nL`` and otherwise a linear compression
     ``W_r X_i`` (``W_r ∈ R^{(nF+nL)×n_i}``) so that the shapes match. LayerNorm is over d (each row
     normalised on its own, ``norm="dim"``) or over all ``(nF+nL)·d`` values of the example
-    (``norm="layer"``). With ``dropout`` p > 0 the interaction branch is dropped out in training
-    before the sum, ``X_{i+1} = LN(Dropout_p(concat(FMB, LCB)) + res(X_i))``, the residual dropout of
-    transformer blocks (FuxiCTR's WuKong uses p = 0.2 there).
+    (``norm="layer"``), or left out (``norm="none"``: the residual stream keeps the embeddings' scale,
+    which can carry an id's strength, e.g. a popular item's, that a per-row LayerNorm removes). With
+    ``dropout`` p > 0 the interaction branch is dropped out in training before the sum,
+    ``X_{i+1} = LN(Dropout_p(concat(FMB, LCB)) + res(X_i))``, the residual dropout of transformer
+    blocks (FuxiCTR's WuKong uses p = 0.2 there).
 
     Args:
         num_inputs: n_i, rows of the input.
@@ -96,7 +100,7 @@ class WukongLayer(WukongLayerBase):
         fmb_dropout, fmb_norm, fmb_activation, projection_init: the FMB's ``dropout``, ``norm``,
             ``activation`` and ``projection_init`` (see :class:`FactorizationMachineBlock`).
         dropout: p of the interaction branch's dropout.
-        norm: ``"dim"`` or ``"layer"``, what the LayerNorm normalises over.
+        norm: ``"dim"`` or ``"layer"``, what the LayerNorm normalises over; ``"none"``: no LayerNorm.
 
     Shapes:
         ``(B, n_i, d) → (B, nF + nL, d)``
@@ -146,7 +150,7 @@ class CompactWukongLayer(WukongLayerBase):
     training dropout drops it with its unit). The nF + nL values are a bottleneck, mapped back to the
     ``n·d`` values of the residual stream by ``W_T``. Every layer keeps n rows, so the head's input is
     ``n·d`` whatever the depth. LayerNorm is over d per row (``norm="dim"``) or over all ``n·d``
-    values (``norm="layer"``, as FuxiCTR's WuKong, whose layer this form follows).
+    values (``norm="layer"``, as FuxiCTR's WuKong, whose layer this form follows), or left out (``"none"``).
 
     Args: as :class:`WukongLayer` (``num_lcb`` is nL, the width of ``l``).
 
