@@ -56,6 +56,7 @@ pipeline: setup
 	$(BIN)/wukong pipeline compile
 	$(BIN)/python -m pipelines.wukong_scaling_pipeline
 	$(BIN)/python -m pipelines.wukong_ingest_pipeline
+	$(BIN)/python -m pipelines.wukong_tuning_pipeline
 
 manifests: setup
 	$(BIN)/python -m wukong.launch.examples

@@ -14,9 +14,11 @@ from components.ingest_parts import ingest_parts
 from components.ingest_plan import ingest_plan
 from components.register import register
 from components.sweep_plan import sweep_plan
-from components.sweep_point import sweep_point
 from components.sweep_report import sweep_report
 from components.train import train
+from components.trial import train_trial
+from components.tune_plan import tune_plan
+from components.tune_report import tune_report
 from components.warm_start import warm_start
 
 __all__ = [
@@ -29,8 +31,10 @@ __all__ = [
     "ingest_plan",
     "register",
     "sweep_plan",
-    "sweep_point",
     "sweep_report",
     "train",
+    "train_trial",
+    "tune_plan",
+    "tune_report",
     "warm_start",
 ]

@@ -49,7 +49,7 @@ def named(task: dsl.PipelineTask, name: str, launches: bool = False) -> dsl.Pipe
 
 
 def launching(runs_root, launcher, nodes, nproc_per_node, gpus_per_node) -> dict:
-    """The arguments of a step that trains (``train``, ``sweep_point``): its runs go under
+    """The arguments of a step that trains (``train``, ``train_trial``): its runs go under
     ``<runs_root>/<pipeline run id>``, launched as ``launcher`` says on that many nodes and processes."""
     return {
         "runs_root": runs_root,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kfp import compiler, dsl
 
-from components import ingest, sweep_plan, sweep_point, sweep_report
+from components import ingest, sweep_plan, sweep_report, train_trial
 from pipelines.graph import launching, named
 
 COMPILED = Path(__file__).with_name("wukong_scaling_pipeline.yaml")
@@ -69,9 +69,10 @@ def wukong_scaling_pipeline(
     )
     with dsl.ParallelFor(items=planned.output, parallelism=PARALLELISM, name="sweep-points") as trial:
         point = named(
-            sweep_point(
+            train_trial(
                 dataset=ingested.outputs["dataset"],
                 trial=trial,
+                keep_failures=False,
                 **launching(runs_root, launcher, nodes, nproc_per_node, gpus_per_node),
             ),
             "sweep-point",

@@ -66,7 +66,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     tune.add_argument("--data", required=True, metavar="URI", help="a prepared dataset (wukong data prepare)")
     tune.add_argument("--model", required=True, help="model name, or several separated by commas")
-    tune.add_argument("--space", required=True, type=Path, help="search space YAML (see wukong.experiments.space)")
+    tune.add_argument(
+        "--space",
+        required=True,
+        metavar="SPACE",
+        help="search space: a YAML path or a name under configs/spaces/ (see wukong.experiments.space)",
+    )
     tune.add_argument("--trials", type=int, required=True, help="trials per model (the same budget for each)")
     tune.add_argument("--output", required=True, help="folder for trials.jsonl, trials.md, best.yaml")
     tune.add_argument("--seed", type=int, default=0, help="seeds the sampler and every trial's training (%(default)s)")

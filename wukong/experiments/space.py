@@ -12,7 +12,8 @@ Example ``space.yaml``::
         model.dcnv2.rank: {int: [16, 128, 16]}
 
 The keys are those of ``wukong train --set`` (``wukong.config``); every key is checked against the
-config, at both ends of its range, before any trial runs.
+config, at both ends of its range, before any trial runs. A space is given as a YAML path, by name
+(``recipe``: ``configs/spaces/recipe.yaml``), or as its YAML text (a pipeline parameter).
 """
 
 from __future__ import annotations
@@ -24,10 +25,32 @@ from typing import Any
 
 import yaml
 
-from wukong.config import ConfigError, load_config
+from wukong.config import PRESETS_DIR, ConfigError, load_config
 
+SPACES_DIR = PRESETS_DIR / "spaces"
 KINDS = ("uniform", "loguniform", "int", "logint", "choice")
 PRIMITIVES = (str, int, float, bool, type(None))
+
+
+def resolve_space(space: str | Path) -> Path:
+    """A space name (``recipe``) resolves to ``configs/spaces/recipe.yaml``; anything else is a YAML path."""
+    path = Path(space)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SPACES_DIR / f"{space}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in SPACES_DIR.glob("*.yaml")) if SPACES_DIR.is_dir() else []
+        raise ConfigError(
+            f"search space {str(space)!r} not found (looked for {path}); give a YAML path or one of: "
+            f"{', '.join(names) or '(no spaces installed)'} (see wukong.experiments.space)"
+        )
+    return path
+
+
+def _parse(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML ({str(error).splitlines()[0]})") from None
 
 
 def format_value(value: Any) -> str:
@@ -91,15 +114,14 @@ class SearchSpace:
     source: str = "search space"
 
     @classmethod
-    def load(cls, path: str | Path, model: str) -> SearchSpace:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"search space {path} not found; give a YAML file (see wukong.experiments.space)")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-        return cls.from_dict(data, model, str(path))
+    def load(cls, space: str | Path, model: str) -> SearchSpace:
+        """``space``: a YAML path, a name under ``configs/spaces/`` (``recipe``), or the YAML text itself
+        (any text with a line break: how a pipeline run passes a space that its image does not ship)."""
+        text = str(space)
+        if "\n" in text:
+            return cls.from_dict(_parse(text, "search space text"), model, "search space text")
+        path = resolve_space(space)
+        return cls.from_dict(_parse(path.read_text(), str(path)), model, str(path))
 
     @classmethod
     def from_dict(cls, data: Any, model: str, source: str = "search space") -> SearchSpace:

@@ -242,6 +242,16 @@ def run_trial(
     return record
 
 
+def run_trial_keeping_failures(spec: TrialSpec, data_uri: str, output_uri: str, **launch: Any) -> dict[str, Any]:
+    """:func:`run_trial`, returning a failure as the trial's failed record instead of raising it, as the local
+    runner records a failed worker: a search keeps its other trials, and its sampler learns the failure."""
+    started = time.time()
+    try:
+        return run_trial(spec, data_uri, output_uri, **launch)
+    except Exception as error:  # diverged training, a setting the model refuses, out of memory...
+        return failure_record(spec, f"{type(error).__name__}: {error}", time.time() - started, output_uri)
+
+
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""

@@ -24,6 +24,7 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,11 @@ class Tuner:
         fixed = [*self.overrides, f"model.name={self.model}"]
         load_config(self.preset, fixed)
         self.space.check(self.preset, fixed)
-        self.runner = TrialRunner(
-            self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log
-        )
+
+    @cached_property
+    def runner(self) -> TrialRunner:
+        """The local runner of :meth:`run` (the tuning pipeline plans and ranks without one)."""
+        return TrialRunner(self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log)
 
     # -- planning ---------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
