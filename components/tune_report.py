@@ -31,18 +31,8 @@ def tune_report(
 
     from wukong.experiments.tune_stages import StagedSearch
 
-    search = StagedSearch(
-        data=dataset.metadata["uri"],
-        models=tuple(str(m) for m in models),
-        space=space,
-        trials=trials,
-        startup_trials=startup_trials,
-        seed=seed,
-        sampler=sampler,
-        metric=metric,
-        preset=preset,
-        overrides=tuple(str(o) for o in overrides),
-    )
+    settings = dict(space=space, trials=trials, startup_trials=startup_trials, sampler=sampler, seed=seed)
+    search = StagedSearch.of(dataset.metadata["uri"], models, overrides, metric=metric, preset=preset, **settings)
     report = search.report([json.loads(r) for r in [*first, *second]])
     for name, text in report.files.items():
         path = os.path.join(tuned.path, name)

@@ -443,18 +443,27 @@ def _explain(error: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"{source}: {full_key or 'value'}: {message}")
 
 
-def resolve_preset(preset: str | Path) -> Path:
-    """A preset name (``tiny``) resolves to ``configs/tiny.yaml``; anything else is a path to a YAML file."""
-    path = Path(preset)
+def resolve_named_yaml(name: str | Path, folder: Path, what: str) -> Path:
+    """A bare name (``tiny``) resolves to ``folder/tiny.yaml``; anything ending in .yaml/.yml is a path.
+
+    Raises:
+        ConfigError: no such file (the message lists the names ``folder`` has).
+    """
+    path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
-        path = PRESETS_DIR / f"{preset}.yaml"
+        path = folder / f"{name}.yaml"
     if not path.is_file():
-        names = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")) if PRESETS_DIR.is_dir() else []
+        names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
         raise ConfigError(
-            f"config preset {str(preset)!r} not found (looked for {path}); "
-            f"give a YAML path or one of: {', '.join(names) or '(no presets installed)'}"
+            f"{what} {str(name)!r} not found (looked for {path}); "
+            f"give a YAML path or one of: {', '.join(names) or '(none installed)'}"
         )
     return path
+
+
+def resolve_preset(preset: str | Path) -> Path:
+    """A preset name (``tiny``) resolves to ``configs/tiny.yaml``; anything else is a path to a YAML file."""
+    return resolve_named_yaml(preset, PRESETS_DIR, "config preset")
 
 
 def load_config(preset: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:

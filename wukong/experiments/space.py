@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from wukong.config import PRESETS_DIR, ConfigError, load_config
+from wukong.config import PRESETS_DIR, ConfigError, load_config, resolve_named_yaml
 
 SPACES_DIR = PRESETS_DIR / "spaces"
 KINDS = ("uniform", "loguniform", "int", "logint", "choice")
@@ -34,16 +34,7 @@ PRIMITIVES = (str, int, float, bool, type(None))
 
 def resolve_space(space: str | Path) -> Path:
     """A space name (``recipe``) resolves to ``configs/spaces/recipe.yaml``; anything else is a YAML path."""
-    path = Path(space)
-    if path.suffix not in (".yaml", ".yml"):
-        path = SPACES_DIR / f"{space}.yaml"
-    if not path.is_file():
-        names = sorted(p.stem for p in SPACES_DIR.glob("*.yaml")) if SPACES_DIR.is_dir() else []
-        raise ConfigError(
-            f"search space {str(space)!r} not found (looked for {path}); give a YAML path or one of: "
-            f"{', '.join(names) or '(no spaces installed)'} (see wukong.experiments.space)"
-        )
-    return path
+    return resolve_named_yaml(space, SPACES_DIR, "search space")
 
 
 def _parse(text: str, source: str) -> Any:

@@ -57,6 +57,11 @@ class StagedSearch:
     preset: str = "default"
     overrides: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, data: str, models: list, overrides: list, **settings: Any) -> StagedSearch:
+        """From a pipeline step's parameters (lists of any items, as KFP passes them)."""
+        return cls(data, tuple(str(m) for m in models), overrides=tuple(str(o) for o in overrides), **settings)
+
     def __post_init__(self) -> None:
         if not self.models or len(set(self.models)) != len(self.models):
             raise ConfigError(f"tuning: give each model once, got {list(self.models)}")
