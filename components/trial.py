@@ -1,4 +1,5 @@
-"""Trial: train one config (locally, or as a multi-node PyTorchJob) and evaluate it; a sweep point or a tuning trial."""
+"""Trial: train one config (locally, or as a multi-node TrainJob or PyTorchJob) and evaluate it; a sweep point or a
+tuning trial."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output

@@ -1,12 +1,13 @@
 """``wukong_tuning_pipeline``: the same search budget for every model, its trials trained in parallel.
 
-    ingest ─▶ tune-plan (stage 1) ─▶ ParallelFor(trial) ─▶ tune-trial ─┐ Collected
-          ─▶ tune-plan (stage 2) ─▶ ParallelFor(trial) ─▶ tune-trial ─┴─▶ tune-report (best presets, tables)
+    ingest ─▶ tune-plan-1 ─▶ ParallelFor(trial) ─▶ tune-trial-1 ─┐ Collected
+          ─▶ tune-plan-2 ─▶ ParallelFor(trial) ─▶ tune-trial-2 ─┴─▶ tune-report (best presets, tables)
 
 The search is ``wukong tune``'s (:mod:`wukong.experiments.tune_stages`): per model, ``startup_trials``
 random trials, then the other ``trials − startup_trials`` drawn by the sampler (TPE) knowing them.
 Every trial trains on the training split and is ranked on the validation split only; a trial that
-fails is recorded as failed and the search goes on. The report step's ``tuned`` artifact holds each
+fails with an error is recorded as failed and the search goes on (a task killed from outside, e.g.
+out of memory, fails the run as any step does). The report step's ``tuned`` artifact holds each
 model's ``best.yaml`` (a preset for ``wukong train --config``) with its ``trials.md`` and
 ``trials.jsonl``; its Markdown shows every trial in the Kubeflow UI.
 
@@ -77,7 +78,9 @@ def wukong_tuning_pipeline(
         planned = named(tune_plan(dataset=dataset, stage=number, records=records, **search), f"tune-plan-{number}")
         with dsl.ParallelFor(items=planned.output, parallelism=PARALLELISM, name=f"stage-{number}-trials") as trial:
             return named(
-                train_trial(dataset=dataset, trial=trial, keep_failures=True, **launch), "tune-trial", launches=True
+                train_trial(dataset=dataset, trial=trial, keep_failures=True, **launch),
+                f"tune-trial-{number}",
+                launches=True,
             )
 
     first = stage(1, [])

@@ -444,13 +444,14 @@ def _explain(error: OmegaConfBaseException, source: str) -> ConfigError:
 
 
 def resolve_named_yaml(name: str | Path, folder: Path, what: str) -> Path:
-    """A bare name (``tiny``) resolves to ``folder/tiny.yaml``; anything ending in .yaml/.yml is a path.
+    """An existing file is itself; else a bare name (``tiny``) is ``folder/tiny.yaml``, and a name ending in
+    .yaml/.yml a path.
 
     Raises:
         ConfigError: no such file (the message lists the names ``folder`` has).
     """
     path = Path(name)
-    if path.suffix not in (".yaml", ".yml"):
+    if not path.is_file() and path.suffix not in (".yaml", ".yml"):
         path = folder / f"{name}.yaml"
     if not path.is_file():
         names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []

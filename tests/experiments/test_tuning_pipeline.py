@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
+import optuna
 import pytest
 import yaml
 
@@ -14,7 +17,7 @@ from wukong.config import ConfigError, load_config
 from wukong.data.errors import DataError
 from wukong.experiments.space import SearchSpace
 from wukong.experiments.trials import TrialSpec, run_trial_keeping_failures
-from wukong.experiments.tune import Tuner, configuration_key
+from wukong.experiments.tune import configuration_key
 from wukong.experiments.tune_stages import StagedSearch
 
 from .conftest import QUICK
@@ -41,21 +44,56 @@ def finished(spec: TrialSpec, auc: float) -> dict:
             "mflops_per_example": 0.1, "wall_seconds": 1.0}  # fmt: skip
 
 
-def test_the_stages_draw_what_the_local_tuner_draws() -> None:
-    staged = search()
+def score(spec: TrialSpec) -> float:
+    """A made-up validation AUC that depends on the trial's parameters only."""
+    params = spec.meta["params"]
+    return 0.9 - abs(math.log10(params["train.learning_rate"]) + 3) / 10 + len(str(params)) / 1e4
+
+
+class FakeRunner:
+    """Stands in for the local tuner's runner: each trial finishes at once with its :func:`score`."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, dict] = {}
+        self.journal = SimpleNamespace(records=lambda: dict(self.done))
+
+    def run(self, specs: list[TrialSpec]) -> None:
+        self.done.update({spec.id: finished(spec, score(spec)) for spec in specs})
+
+
+@pytest.mark.parametrize("trials", [5, 6])
+def test_the_stages_draw_what_wukong_tune_draws(trials: int, teacher_data: str, tmp_path: Path) -> None:
+    staged = search(data=teacher_data, trials=trials)
     first = staged.plan(1)
+    second = staged.plan(2, [finished(spec, score(spec)) for spec in first])
     assert [s.id for s in first] == [f"{m}-trial-000{n}" for m in ("dlrm", "dcnv2") for n in range(3)]
-    space = SearchSpace.load(SPACE, "dlrm")
-    local = Tuner("d", "dlrm", space, Path("."), 5, parallel=3, startup_trials=3, preset="tiny")
-    assert [s.meta for s in first[:3]] == [s.meta for s in local.plan_round(0, 3, [])]
-    records = [finished(spec, 0.6 + 0.01 * i) for i, spec in enumerate(first)]
-    second = staged.plan(2, records)
-    assert [s.id for s in second] == [f"{m}-trial-000{n}" for m in ("dlrm", "dcnv2") for n in (3, 4)]
-    history = [r for r in records if r["model"] == "dlrm"]
-    assert [s.meta for s in second[:2]] == [s.meta for s in local.plan_round(3, 2, history)]
-    dlrm = [configuration_key(s.meta["params"]) for s in [*first[:3], *second[:2]]]
-    assert len(set(dlrm)) == 5  # no configuration tried twice
-    assert all("model.dcnv2.num_cross_layers" in s.meta["params"] for s in second[2:])
+    assert [s.id for s in second] == [f"{m}-trial-000{n}" for m in ("dlrm", "dcnv2") for n in range(3, trials)]
+    for model in ("dlrm", "dcnv2"):
+        local = staged.tuner(model)
+        local.output = tmp_path / model
+        local.runner = FakeRunner()  # `wukong tune --parallel 3 --startup-trials 3 --trials 5|6`, runs faked
+        local.run()
+        drawn = [r["params"] for r in sorted(local.runner.done.values(), key=lambda r: r["trial"])]
+        assert drawn == [s.meta["params"] for s in [*first, *second] if s.model == model]
+        assert len({configuration_key(p) for p in drawn}) == trials  # no configuration tried twice
+
+
+def test_a_failed_startup_trial_leaves_stage_two_to_tpe(monkeypatch: pytest.MonkeyPatch) -> None:
+    modelled = []
+    sample_relative = optuna.samplers.TPESampler.sample_relative
+
+    def spy(self, study, trial, space):
+        params = sample_relative(self, study, trial, space)
+        modelled.append(bool(params))  # {} while TPE is still in its random start-up phase
+        return params
+
+    monkeypatch.setattr(optuna.samplers.TPESampler, "sample_relative", spy)
+    staged = search(models=("dlrm",))
+    records = [finished(spec, score(spec)) for spec in staged.plan(1)]
+    records[0] = {**records[0], "status": "failed", "error": "RuntimeError: diverged"}
+    modelled.clear()
+    staged.plan(2, records)
+    assert modelled and all(modelled)
 
 
 def test_bad_stages_are_refused() -> None:
@@ -93,14 +131,22 @@ def test_a_space_by_name_path_or_text(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
     path.write_text(SPACE)
     assert SearchSpace.load(path, "dlrm").parameters == SearchSpace.load(SPACE, "dlrm").parameters
+    bare = tmp_path / "space"  # an existing file, whatever its name
+    bare.write_text(SPACE)
+    assert SearchSpace.load(bare, "dlrm").parameters == SearchSpace.load(SPACE, "dlrm").parameters
     with pytest.raises(ConfigError, match="not valid YAML"):
         SearchSpace.load("a: [\nb", "dlrm")
 
 
 def test_a_failed_trial_becomes_a_failed_record(teacher_data: str, tmp_path: Path) -> None:
-    spec = TrialSpec("bad", "dlrm", "tiny", ("model.dlrm.top_mlp=[-1]",), splits=("valid",), meta={"trial": 0})
+    params = {"model.dlrm.top_mlp": "[-1]"}
+    spec = TrialSpec("bad", "dlrm", "tiny", ("model.dlrm.top_mlp=[-1]",), meta={"trial": 0, "params": params})
     record = run_trial_keeping_failures(spec, teacher_data, str(tmp_path / "bad"))
-    assert record["status"] == "failed" and record["trial"] == 0 and record["error"]
+    assert record["status"] == "failed" and record["trial"] == 0
+    assert "exited with status 2" in record["error"] and "top_mlp" in record["error"]  # the cause, not just a code
+    assert json.loads((tmp_path / "bad" / "trial.json").read_text())["error"] == record["error"]
+    tuner = search(models=("dlrm",), space="{model.dlrm.top_mlp: {choice: [[16], [32]]}}").tuner("dlrm")
+    assert tuner.ranked([record]) == [] and "| failed " in tuner.table([record])
 
 
 def test_compiled_tuning_pipeline_is_up_to_date(tmp_path: Path) -> None:

@@ -107,9 +107,9 @@ class SearchSpace:
     @classmethod
     def load(cls, space: str | Path, model: str) -> SearchSpace:
         """``space``: a YAML path, a name under ``configs/spaces/`` (``recipe``), or the YAML text itself
-        (any text with a line break: how a pipeline run passes a space that its image does not ship)."""
+        (text with a line break, or a ``{...}`` mapping: how a pipeline run passes a space its image lacks)."""
         text = str(space)
-        if "\n" in text:
+        if "\n" in text or text.lstrip().startswith("{"):
             return cls.from_dict(_parse(text, "search space text"), model, "search space text")
         path = resolve_space(space)
         return cls.from_dict(_parse(path.read_text(), str(path)), model, str(path))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import json
 import os
 import shlex
@@ -203,12 +204,30 @@ def pin_settings(path: Path, settings: dict[str, Any], may_change: Sequence[str]
         )
 
 
+class _Tee(io.TextIOBase):
+    """Writes to every one of ``streams`` (stderr stays where it was, and a copy is kept)."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
 def _train_in_this_process(spec: TrialSpec, data_uri: str, output_uri: str) -> None:
     from wukong.cli import main
 
-    code = main(["train", *spec.train_args(data_uri, output_uri)])
+    copy = io.StringIO()
+    with contextlib.redirect_stderr(_Tee(sys.stderr, copy)):
+        code = main(["train", *spec.train_args(data_uri, output_uri)])
     if code:
-        raise TrialFailed(f"wukong train exited with status {code}")
+        raise TrialFailed(f"wukong train exited with status {code}: {last_line(copy.getvalue()) or '(no message)'}")
 
 
 def run_trial(
@@ -243,13 +262,19 @@ def run_trial(
 
 
 def run_trial_keeping_failures(spec: TrialSpec, data_uri: str, output_uri: str, **launch: Any) -> dict[str, Any]:
-    """:func:`run_trial`, returning a failure as the trial's failed record instead of raising it, as the local
-    runner records a failed worker: a search keeps its other trials, and its sampler learns the failure."""
+    """:func:`run_trial`, returning a failure as the trial's failed record (also written as its trial.json)
+    instead of raising it, as the local runner records a failed worker: a search keeps its other trials,
+    and its sampler learns the failure. Only errors raised in this process are kept: a step killed from
+    outside (out of memory) fails as any step does."""
+    from wukong.io import open_storage
+
     started = time.time()
     try:
         return run_trial(spec, data_uri, output_uri, **launch)
-    except Exception as error:  # diverged training, a setting the model refuses, out of memory...
-        return failure_record(spec, f"{type(error).__name__}: {error}", time.time() - started, output_uri)
+    except Exception as error:  # diverged training, a setting the model refuses, a failed job...
+        record = failure_record(spec, f"{type(error).__name__}: {error}", time.time() - started, output_uri)
+    open_storage(output_uri).write_bytes(RECORD, (json.dumps(record, indent=1, default=str) + "\n").encode())
+    return record
 
 
 def last_line(text: str) -> str:

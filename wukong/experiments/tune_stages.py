@@ -6,12 +6,15 @@ drawn knowing every earlier round. A KFP pipeline's graph is fixed when it is co
 
 1. ``startup_trials`` trials per model, drawn at random (TPE's start-up phase);
 2. the other ``trials − startup_trials`` per model, drawn by the sampler told every stage-1 result
-   (TPE models them; its *constant liar* keeps one batch's draws apart).
+   (TPE models them; its *constant liar* keeps one batch's draws apart). TPE stays random until it
+   has seen ``n_startup_trials`` *finished* trials, so stage 2 sets that to the stage-1 trials that
+   finished: a failed start-up trial must not turn the only model-based stage into random draws.
 
-The draws are the local tuner's own (:meth:`Tuner.plan_round` with rounds of ``startup_trials``):
-``wukong tune --parallel S --startup-trials S --trials 2S`` draws the same trials from the same
-results. Trial ids carry the model (``dlrm-trial-0003``), since one loop runs every model's trials;
-the report ranks each model's trials on the validation split alone and writes its best preset.
+The draws are the local tuner's own (:meth:`Tuner.plan_round` with rounds of ``startup_trials``): when
+every stage-1 trial finishes, ``wukong tune --parallel S --startup-trials S --trials T`` with
+``S < T ≤ 2S`` draws the same trials from the same results (more trials are more local rounds).
+Trial ids carry the model (``dlrm-trial-0003``), since one loop runs every model's trials; the report
+ranks each model's trials on the validation split alone and writes its best preset.
 """
 
 from __future__ import annotations
@@ -73,8 +76,9 @@ class StagedSearch:
         for model in self.models:
             self.tuner(model)  # every model's space and preset checked before any trial runs
 
-    def tuner(self, model: str) -> Tuner:
-        """The local tuner with the same draws: rounds of ``startup_trials`` (it plans and ranks; runs nothing)."""
+    def tuner(self, model: str, random_trials: int | None = None) -> Tuner:
+        """The local tuner with the same draws: rounds of ``startup_trials`` (it plans and ranks; runs nothing).
+        ``random_trials``: TPE's start-up phase, if not ``startup_trials``."""
         return Tuner(
             self.data,
             model,
@@ -87,7 +91,7 @@ class StagedSearch:
             preset=self.preset,
             overrides=list(self.overrides),
             parallel=self.startup_trials,
-            startup_trials=self.startup_trials,
+            startup_trials=self.startup_trials if random_trials is None else random_trials,
         )
 
     def plan(self, stage: int, records: Sequence[dict[str, Any]] = ()) -> list[TrialSpec]:
@@ -103,7 +107,8 @@ class StagedSearch:
                 raise DataError(
                     f"tuning: stage 2 of {model} needs its {self.startup_trials} stage-1 records, got {len(history)}"
                 )
-            planned = self.tuner(model).plan_round(first, count, history)
+            finished = sum(r.get("status") == "ok" for r in history)
+            planned = self.tuner(model, finished if stage == 2 else None).plan_round(first, count, history)
             specs += [dataclasses.replace(spec, id=f"{model}-{spec.id}") for spec in planned]
         return specs
 
