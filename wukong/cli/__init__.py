@@ -7,6 +7,7 @@ and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -38,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# torch warns once per process that TorchRec calls its deprecated ``is_fx_tracing``; nothing a user can act on.
+QUIET_LOGGERS = ("torch.fx._symbolic_trace",)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.raw_argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` relaunches itself with these
