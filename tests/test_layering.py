@@ -38,9 +38,12 @@ def test_model_and_data_never_import_orchestration(subpackage: str) -> None:
 
 
 def test_the_pipelines_light_steps_do_not_import_torch() -> None:
-    """Gate, registration, report and the local runner name metrics without loading torch (seconds per step)."""
+    """Gate, registration, report, the local runner and a tuning plan name metrics and draw trials without
+    loading torch (seconds per step)."""
     code = (
         "import sys, wukong.pipeline.steps, wukong.pipeline.report, wukong.pipeline.local; "
+        "from wukong.experiments.tune_stages import StagedSearch; "
+        "StagedSearch('d', ('wukong', 'dlrm'), 'recipe', 4, 2, preset='movielens').plan(1); "
         "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'torchmetrics', 'torchrec')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
