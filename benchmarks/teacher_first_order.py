@@ -24,6 +24,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from wukong.data.errors import DataError
 from wukong.data.sources.teacher import Teacher, TeacherConfig
 from wukong.evaluate import compute_metrics
 
@@ -89,8 +90,15 @@ def main() -> None:
         name, _, value = item.partition("=")
         if name not in fields:
             parser.error(f"--set {item}: no teacher field {name!r}; one of: {', '.join(fields)}")
-        changes[name] = float(value) if fields[name] == "float" else int(value)
-    teacher = Teacher(TeacherConfig(**changes), args.seed)
+        try:
+            changes[name] = float(value) if fields[name] == "float" else int(value)
+        except ValueError:
+            parser.error(f"--set {item}: {name} takes a{' number' if fields[name] == 'float' else 'n integer'}")
+    try:
+        config = TeacherConfig(**changes)
+    except DataError as error:
+        parser.error(str(error))
+    teacher = Teacher(config, args.seed)
     predict = first_order(teacher, args.estimate_rows, np.random.default_rng([args.seed, 1]))
     dense, ids = teacher.draw(np.random.default_rng([args.seed, 2]), args.test_rows)
     oracle = teacher.logit(dense, ids)

@@ -85,6 +85,7 @@ def wukong_tuning_pipeline(
 
     first = stage(1, [])
     second = stage(2, dsl.Collected(first.outputs["Output"]))
+    # one dsl.Collected per consumer: KFP 2.17 cannot compile one Collected channel fed to two tasks
     records = {"first": dsl.Collected(first.outputs["Output"]), "second": dsl.Collected(second.outputs["Output"])}
     reported = named(tune_report(dataset=dataset, **records, **search), "tune-report")
     return reported.outputs["Output"]

@@ -44,3 +44,16 @@ def test_calibration_recovers_a_logistic_scale_and_offset(first_order: ModuleTyp
     labels = (rng.random(score.size) < 1 / (1 + np.exp(-(2.0 * score - 0.5)))).astype(float)
     a, b = first_order.calibrate(score, labels)
     assert a == pytest.approx(2.0, abs=0.05) and b == pytest.approx(-0.5, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("colour=3", "no teacher field 'colour'"), ("order=two", "order takes an integer"), ("order=0", "order=0")],
+)
+def test_bad_settings_exit_2_with_one_line(
+    first_order: ModuleType, setting: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr("sys.argv", ["teacher_first_order.py", "--set", setting])
+    with pytest.raises(SystemExit) as exit_info:
+        first_order.main()
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -256,7 +256,11 @@ def run_trial(
     storage = open_storage(output_uri)
     card = json.loads(storage.read_bytes("model_card.json"))
     evaluations = {split: steps.evaluate(output_uri, data_uri, split) for split in spec.splits}
-    record = make_record(spec, card, evaluations, time.time() - started, output_uri)
+    return _written(storage, make_record(spec, card, evaluations, time.time() - started, output_uri))
+
+
+def _written(storage: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """``record``, after writing it as the trial folder's trial.json."""
     storage.write_bytes(RECORD, (json.dumps(record, indent=1, default=str) + "\n").encode())
     return record
 
@@ -273,8 +277,7 @@ def run_trial_keeping_failures(spec: TrialSpec, data_uri: str, output_uri: str, 
         return run_trial(spec, data_uri, output_uri, **launch)
     except Exception as error:  # diverged training, a setting the model refuses, a failed job...
         record = failure_record(spec, f"{type(error).__name__}: {error}", time.time() - started, output_uri)
-    open_storage(output_uri).write_bytes(RECORD, (json.dumps(record, indent=1, default=str) + "\n").encode())
-    return record
+    return _written(open_storage(output_uri), record)
 
 
 def last_line(text: str) -> str:

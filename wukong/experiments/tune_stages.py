@@ -19,10 +19,12 @@ ranks each model's trials on the validation split alone and writes its best pres
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -73,26 +75,39 @@ class StagedSearch:
                 f"tuning pipeline: need 1 <= startup_trials < trials, got startup_trials={self.startup_trials}, "
                 f"trials={self.trials} (stage 2 draws the other trials knowing stage 1's results)"
             )
-        for model in self.models:
-            self.tuner(model)  # every model's space and preset checked before any trial runs
+        _ = self._tuners  # every model's space and preset checked (once) before any trial runs
+
+    @cached_property
+    def _tuners(self) -> dict[str, Tuner]:
+        """Each model's local tuner with the same draws: rounds of ``startup_trials`` (it plans and ranks;
+        runs nothing). Building one checks its space at both ends of every range, so it is built once."""
+        return {
+            model: Tuner(
+                self.data,
+                model,
+                SearchSpace.load(self.space, model),
+                Path("."),
+                self.trials,
+                seed=self.seed,
+                sampler=self.sampler,
+                metric=self.metric,
+                preset=self.preset,
+                overrides=list(self.overrides),
+                parallel=self.startup_trials,
+                startup_trials=self.startup_trials,
+            )
+            for model in self.models
+        }
 
     def tuner(self, model: str, random_trials: int | None = None) -> Tuner:
-        """The local tuner with the same draws: rounds of ``startup_trials`` (it plans and ranks; runs nothing).
-        ``random_trials``: TPE's start-up phase, if not ``startup_trials``."""
-        return Tuner(
-            self.data,
-            model,
-            SearchSpace.load(self.space, model),
-            Path("."),
-            self.trials,
-            seed=self.seed,
-            sampler=self.sampler,
-            metric=self.metric,
-            preset=self.preset,
-            overrides=list(self.overrides),
-            parallel=self.startup_trials,
-            startup_trials=self.startup_trials if random_trials is None else random_trials,
-        )
+        """``model``'s tuner (see :attr:`_tuners`); ``random_trials``: TPE's start-up phase, if not
+        ``startup_trials`` (a copy: the shared tuner keeps its own)."""
+        tuner = self._tuners[model]
+        if random_trials is None:
+            return tuner
+        tuner = copy.copy(tuner)
+        tuner.startup_trials = random_trials
+        return tuner
 
     def plan(self, stage: int, records: Sequence[dict[str, Any]] = ()) -> list[TrialSpec]:
         """Stage ``stage``'s trials of every model; stage 2 is drawn from stage 1's ``records``."""
