@@ -311,7 +311,10 @@ class TrainConfig:
     factor and ``p = max(plateau_factor^r, plateau_min_factor)`` after r plateaus (``plateau_patience``
     validations in a row without a better AUC). ``f`` scales the dense rates (and the embedding ones with
     ``schedule_embeddings``); ``p`` scales every rate. The exported model is always the best
-    validation step's, so a plateau schedule ends restored to its best weights.
+    validation step's, so a plateau schedule ends restored to its best weights. With
+    ``plateau_restore`` each plateau also rewinds training to them: weights and optimizer state are
+    those of the best step again, the data position and the step count go on, and the lowered rates
+    fine-tune the best model instead of one already past it.
     """
 
     batch_size: int = 512  # global: each of W ranks reads batch_size / W rows per step
@@ -334,6 +337,8 @@ class TrainConfig:
     plateau_factor: float = 1.0  # multiply every rate by this at each plateau (1: off; FuxiCTR's 0.1)
     plateau_patience: int = 1  # validations in a row without a better AUC that make a plateau
     plateau_min_factor: float = 0.0  # the plateau factor's floor (FuxiCTR: min_lr 1e-6 at lr 1e-3, i.e. 1e-3)
+    plateau_restore: bool = False  # at each plateau that lowers the rates, go back to the best validation step's
+    # weights and optimizer state first (off: train on from the current weights, FuxiCTR's way)
     grad_clip_norm: float = 0.0  # clip the global norm of dense gradients (0: off; replicated tables: only if
     # replicated_tables=dense)
     embedding_grad_clip: float = 0.0  # clamp each table's gradient entries to ±this (0: off)
@@ -386,6 +391,8 @@ class TrainConfig:
         _positive("train", plateau_patience=self.plateau_patience)
         if not 0 <= self.plateau_min_factor <= 1:
             raise ValueError(f"train.plateau_min_factor must be in [0, 1], got {self.plateau_min_factor}")
+        if self.plateau_restore and self.plateau_factor == 1:
+            raise ValueError("train.plateau_restore needs a plateau schedule: set train.plateau_factor below 1 (e.g. 0.1)")
         _choice("train", "embedding_optimizer", self.embedding_optimizer, EMBEDDING_OPTIMIZERS)
         _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
         _choice("train", "compile", self.compile, COMPILE_MODES)

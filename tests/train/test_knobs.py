@@ -253,6 +253,7 @@ def test_embedding_l2_adds_the_penalty_and_reports_the_log_loss(tiny: Config, ti
         ("train.plateau_factor=2", "train.plateau_factor must be in (0, 1]"),
         ("train.plateau_patience=0", "train.plateau_patience must be > 0"),
         ("train.plateau_min_factor=2", "train.plateau_min_factor must be in [0, 1]"),
+        ("train.plateau_restore=true", "train.plateau_restore needs a plateau schedule: set train.plateau_factor"),
         ("train.weight_decay=-1", "train.weight_decay must be >= 0"),
         ("train.embedding_grad_clip=-1", "train.embedding_grad_clip must be >= 0"),
         ("train.embedding_groups=[{optimizer: sgd, weight_decay: 0.1}]", "FBGEMM's sgd has no weight decay"),

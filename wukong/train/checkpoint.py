@@ -142,8 +142,9 @@ class Checkpointer:
     def info(self, step: int) -> dict[str, Any]:
         return json.loads(self.storage.read_bytes(f"{step_dir(step)}/{MARKER}"))
 
-    def load(self, step: int, state: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """Load step ``step`` into ``state`` in place (resharding as needed).
+    def load(self, step: int, state: dict[str, Any], rng: bool = True) -> tuple[dict[str, Any], list[str]]:
+        """Load step ``step`` into ``state`` in place (resharding as needed), and this rank's RNG state
+        saved with it unless ``rng`` is false.
 
         Returns its marker, and the keys of ``state`` it holds no value for (optimizer state of a
         parameter saved under another optimizer: those keep the values ``state`` has).
@@ -162,9 +163,9 @@ class Checkpointer:
                 "or give a new --output"
             )
         dcp.load(state, checkpoint_id=str(folder), planner=DefaultLoadPlanner(allow_partial_load=bool(missing)))
-        rng = folder / f"rng-rank{self.env.rank}.pt"
-        if rng.exists():
-            torch.set_rng_state(torch.load(rng, weights_only=True))
+        rng_file = folder / f"rng-rank{self.env.rank}.pt"
+        if rng and rng_file.exists():
+            torch.set_rng_state(torch.load(rng_file, weights_only=True))
         return self.info(step), missing
 
     def close(self) -> None:

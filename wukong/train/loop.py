@@ -160,15 +160,20 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optim": self.optimizer.state_dict()}
 
+    def _load(self, step: int, rng: bool = True) -> tuple[dict[str, Any], list[str]]:
+        """Load checkpoint ``step``'s weights and optimizer state into the model in place."""
+        self.optimizer.init_state()  # optimizer state must exist before DCP can load into it
+        state = self._state()
+        info, fresh = self.checkpointer.load(step, state, rng=rng)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optim"])
+        return info, fresh
+
     def _resume(self) -> None:
         step = self.checkpointer.latest()
         if step is None:
             return
-        self.optimizer.init_state()  # optimizer state must exist before DCP can load into it
-        state = self._state()
-        info, fresh = self.checkpointer.load(step, state)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optim"])
+        info, fresh = self._load(step)
         self.progress = Progress(**info["progress"])
         self.train_reader.load_state_dict(info["data_position"])  # the rows of this epoch not yet trained on
         self.saved_step, self.saved_info = step, {k: info[k] for k in ("progress", "data_position")}
@@ -228,7 +233,7 @@ class Trainer:
         metrics = compute_metrics(probabilities, labels)
         metrics.update(oracle_metrics(self.data_uri, "valid", row_ids, probabilities, labels))  # teacher data only
         p = self.progress
-        improved = metrics["auc"] > p.best_auc
+        improved, rewind = metrics["auc"] > p.best_auc, False
         if improved:
             p.best_auc, p.best_step, p.best_metrics, p.checks_without_gain = metrics["auc"], p.step, metrics, 0
         else:
@@ -237,6 +242,7 @@ class Trainer:
             if scale != p.lr_scale:
                 log(self.env, f"step {p.step}: no better validation AUC; learning rates x{scale:g} of their base")
                 p.lr_scale = scale
+                rewind = self.cfg.train.plateau_restore and p.best_step is not None
         self.history.append({"step": p.step, "epoch": p.epoch, "valid": metrics})
         if self.tensorboard:
             self.tensorboard.scalars("valid", metrics, p.step)
@@ -247,7 +253,11 @@ class Trainer:
         if improved:
             self._checkpoint()  # the best model is always a complete checkpoint
         patience = self.cfg.train.patience
-        return bool(patience and p.checks_without_gain >= patience)
+        stop = bool(patience and p.checks_without_gain >= patience)
+        if rewind and not stop:  # train.plateau_restore: on from the best step (the data position and RNG go on)
+            self._load(p.best_step, rng=False)
+            log(self.env, f"step {p.step}: restored the weights and optimizer state of step {p.best_step}")
+        return stop
 
     # ---- training ----------------------------------------------------------------------------
     def _step_plain(self, batches) -> torch.Tensor:
