@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from wukong.model.flops import FlopCount, count_flops
 from wukong.model.inference import dense_feature_mlp, table_name
@@ -38,6 +38,23 @@ def table_init(init: str, scale: float) -> dict[str, float | Callable[[torch.Ten
     raise ValueError(f"embedding init must be torchrec, uniform or normal, got {init!r}")
 
 
+def pooled_rows(pooled: KeyedTensor, keys: Sequence[str], dim: int) -> torch.Tensor:
+    """The pooled embeddings of ``keys`` as rows ``(B, len(keys), dim)``, in the order of ``keys``.
+
+    When the collection's output already holds exactly ``keys`` in that order (an unsharded
+    collection, and most plans) its ``(B, len(keys)·dim)`` values are viewed as rows, with no copy
+    forward or backward; otherwise the rows are gathered by key. A leaf of ``torch.fx`` tracing
+    (TorchRec's train pipeline traces the model), since it branches on the keys.
+    """
+    if list(pooled.keys()) == list(keys):
+        return pooled.values().reshape(-1, len(keys), dim)
+    by_key = pooled.to_dict()
+    return torch.stack([by_key[key] for key in keys], dim=1)
+
+
+torch.fx.wrap("pooled_rows")
+
+
 class FeatureEmbedding(nn.Module):
     r"""Maps one example's features to the embedding matrix ``X0 ∈ R^{n×d}``.
 
@@ -48,7 +65,8 @@ class FeatureEmbedding(nn.Module):
     Each sparse feature f has its own table ``E_f`` (``cardinality × d``) in a TorchRec
     :class:`EmbeddingBagCollection`; a multi-hot feature's ids are sum-pooled. The dense features go
     through an MLP to ``m = num_dense_embeddings`` rows. Pooled embeddings are read **by feature
-    key**, never by position, so the row order of X0 is the schema's whatever the sharding plan.
+    key**, never by position, so the row order of X0 is the schema's whatever the sharding plan
+    (:func:`pooled_rows`).
 
     Args:
         schema: the features.
@@ -117,8 +135,7 @@ class FeatureEmbedding(nn.Module):
         if self.ebc is not None:
             if sparse is None:
                 raise ValueError(f"sparse features {self.sparse_keys} are required")
-            pooled = self.ebc(sparse).to_dict()
-            rows.append(torch.stack([pooled[key] for key in self.sparse_keys], dim=1))
+            rows.append(pooled_rows(self.ebc(sparse), self.sparse_keys, self.dim))
         return torch.cat(rows, dim=1)
 
     def flops(self) -> FlopCount:
