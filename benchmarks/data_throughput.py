@@ -10,9 +10,9 @@ Python.
 **Ingest.** MB/s of ``wukong data prepare --source criteo`` on a generated Criteo-format TSV, per
 core (input bytes per CPU-second of the process and its workers) and per wall second, for 1 and 2
 workers, with in the same run: the speed of Arrow's CSV parser alone on the same bytes (the ceiling
-of any ingest that parses them) and, given ``--baseline TREE`` (a source tree of an earlier version,
-e.g. ``git archive bbff412 wukong | tar -x -C /tmp/old``), that version's ``prepare``. Each
-configuration runs in its own process, best of ``--repeats``.
+of any ingest that parses them) and, given ``--baseline TREE`` (a source tree of an earlier version
+that has ``--workers``, e.g. ``git archive cf6563a wukong | tar -x -C /tmp/old``), that version's
+``prepare`` with 1 and 2 workers. Each configuration runs in its own process, best of ``--repeats``.
 
 Each table goes to docs/benchmarks.md between its benchmark's markers.
 
@@ -180,8 +180,6 @@ def run(kind, path, out, workers, part_bytes):
         return lambda: [parse_lines(b, NAMES, "\t", TYPED, []) for b in read_lines(Path(path))]
     from wukong.data.prepare import PrepareOptions, prepare
     from wukong.data.sources.criteo import CriteoSource
-    if kind == "baseline":
-        return lambda: prepare(CriteoSource(Path(path)), out, PrepareOptions())
     source = CriteoSource(Path(path), part_bytes=part_bytes)
     return lambda: prepare(source, out, PrepareOptions(), workers=workers)
 
@@ -202,9 +200,12 @@ def timed(kind: str, path: Path, folder: Path, workers: int = 1, tree: str | Non
     env = {**os.environ, **({"PYTHONPATH": tree} if tree else {})}
     best: dict = {}
     for repeat in range(repeats):
-        out = folder / f"{kind}-{workers}-{repeat}"
+        out = folder / f"{kind}-{workers}-{'tree' if tree else 'this'}-{repeat}"
         command = [sys.executable, str(script), kind, str(path), str(out), str(workers), str(PART_BYTES)]
-        result = json.loads(subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout)
+        # in the temporary folder: a worker server started with `-c` puts its working directory first on
+        # sys.path, and a checkout there would shadow --baseline's tree
+        run = subprocess.run(command, env=env, cwd=folder, check=True, capture_output=True, text=True)
+        result = json.loads(run.stdout)
         best = {k: min(v, best.get(k, v)) for k, v in result.items()}
     return best
 
@@ -238,15 +239,13 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
         path = folder / "day.tsv"
         size = criteo_tsv(path, args.ingest_rows)
         configurations = [("Arrow CSV parse alone, typed, 1 thread (ceiling)", "parse", 1, None)]
-        if args.baseline:
-            configurations.append(("prepare, baseline version (--baseline), 1 process", "baseline", 1, args.baseline))
+        if args.baseline:  # the same prepare (with --workers) from an earlier source tree
+            configurations += [(f"baseline tree, {w} worker{'s' * (w > 1)}", "prepare", w, args.baseline) for w in (1, 2)]
         configurations += [("prepare, 1 worker", "prepare", 1, None), ("prepare, 2 workers", "prepare", 2, None)]
-        results = [
-            (name, workers, timed(kind, path, folder, workers, tree, args.repeats))
-            for name, kind, workers, tree in configurations
-        ]
+        results = [timed(kind, path, folder, workers, tree, args.repeats) for _, kind, workers, tree in configurations]
         loop_one, loop_two = free_cores_ratio()
-    one_worker = next(r for name, w, r in results if name == "prepare, 1 worker")
+    # each prepare's wall time against one worker of the same source tree
+    one_worker = {tree: r for (_, kind, w, tree), r in zip(configurations, results) if kind == "prepare" and w == 1}
     rows = [
         [
             name,
@@ -254,9 +253,9 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
             f"{size / r['wall'] / 1e6:.1f}",
             f"{r['cpu']:.2f}",
             f"{size / r['cpu'] / 1e6:.1f}",
-            f"{one_worker['wall'] / r['wall']:.2f}x" if name.startswith("prepare, ") and "version" not in name else "",
+            f"{one_worker[tree]['wall'] / r['wall']:.2f}x" if kind == "prepare" else "",
         ]
-        for name, workers, r in results
+        for (name, kind, _, tree), r in zip(configurations, results)
     ]
     rows.append(["CPU-bound loop, 2 processes vs 1 (free cores now)", "", "", "", "", f"{loop_one / loop_two:.2f}x"])
     headers = ["configuration", "wall s", "MB/s", "CPU s", "MB/s per core", "vs 1 worker (wall)"]

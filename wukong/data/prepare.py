@@ -8,7 +8,7 @@ processes can share the parts with the same rows and ids as one:
    here, before anything is written. The parts' row counts give every row its id (its position in
    the source); (time split only) a reservoir sample of the spooled time column fixes the cut-offs;
 2. *count*: assign splits and fit vocabularies and dense statistics on the **training rows only**,
-   part by part; the parts' fits merge in part order;
+   each worker over a run of consecutive parts; the runs' fits merge in part order;
 3. *encode*: encode every row and append it to its split's shards (one writer per group of parts);
 4. *commit*: side files, then the manifest.
 
@@ -29,6 +29,7 @@ import secrets
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +185,11 @@ class _Encoder:
         for name in self.spec.dense:
             self.dense_stats[name].update(transform_dense(train.column(name)))
 
+    def compact(self) -> None:
+        """Each vocabulary's counts in one table (see :meth:`FrequencyVocabulary.compact`)."""
+        for encoder in self.encoders.values():
+            encoder.compact()
+
     def merge(self, other: _Encoder) -> None:
         """Add what ``other`` fitted on the rows of another part (parts merge in source order)."""
         for name, encoder in self.encoders.items():
@@ -195,9 +201,12 @@ class _Encoder:
         if other.value_types and (not self.value_types or "null" in self.value_types.values()):
             self.value_types = other.value_types
 
-    def finish(self) -> None:
+    def finish(self, threads: int = 1) -> None:
+        """Finish every feature's encoder (sort and cut its vocabulary), ``threads`` features at a time
+        (Arrow's sorts and hashing release the GIL)."""
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda encoder: encoder.finish(), self.encoders.values()))
         for name, encoder in self.encoders.items():
-            encoder.finish()
             if self.base is not None and isinstance(encoder, FrequencyVocabulary):
                 self.extensions[name] = extend_encoder(encoder, self.base, name)
 
@@ -295,12 +304,12 @@ def new_encoder(source: Source, scans: Sequence[Scanned], options: PrepareOption
     return _Encoder(source.spec, _splitter(source, options, tables), options)
 
 
-def merged(template: _Encoder, fits: Iterable[_Encoder]) -> _Encoder:
-    """The parts' fits merged in part order, finished (vocabularies sorted and cut)."""
+def merged(template: _Encoder, fits: Iterable[_Encoder], threads: int = 1) -> _Encoder:
+    """The parts' fits merged in part order, finished (vocabularies sorted and cut) on ``threads`` threads."""
     encoder = copy.deepcopy(template)
     for fitted in fits:
         encoder.merge(fitted)
-    encoder.finish()
+    encoder.finish(threads)
     return encoder
 
 
@@ -335,10 +344,12 @@ def prepare(
         checked_rejects(source, scans, options)
         starts = offsets(scans)
         template = new_encoder(source, scans, options)
-        encoder = merged(template, pool.map(functools.partial(count, template), list(zip(scans, starts))))
+        runs = groups([s.rows for s in scans], pool.processes)  # consecutive parts, one run per worker
+        runs_parts = [[(scans[i], starts[i]) for i in run] for run in runs]
+        fits = pool.map(functools.partial(count, template), [(p,) for p in runs_parts])
+        encoder = merged(template, fits, threads=pool.processes)  # the workers' cores are idle meanwhile
         run_id = new_run_id()
-        runs = groups([s.rows for s in scans], pool.processes)
-        jobs = [([(scans[i], starts[i]) for i in run], writer_tag(g, len(runs))) for g, run in enumerate(runs)]
+        jobs = [(parts, writer_tag(g, len(runs))) for g, parts in enumerate(runs_parts)]
         written = pool.map(
             functools.partial(encode, encoder, storage, run_id, options),
             jobs,

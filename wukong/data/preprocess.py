@@ -226,6 +226,9 @@ class CategoricalEncoder:
     def merge(self, other: CategoricalEncoder) -> None:
         """Add what ``other`` fitted on other rows (another part of the input); nothing to add by default."""
 
+    def compact(self) -> None:
+        """Shrink what was fitted so far to its smallest form before it is sent on; nothing by default."""
+
     def encode_flat(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         raise NotImplementedError
 
@@ -262,6 +265,12 @@ class FrequencyVocabulary(CategoricalEncoder):
     def merge(self, other: FrequencyVocabulary) -> None:
         for counted in other._counts:
             self._add(counted)
+
+    def compact(self) -> None:
+        """One (value, count) table for everything counted so far: what a worker sends back is one row
+        per distinct value of its rows, not one per distinct value of each chunk."""
+        if len(self._counts) > 1:
+            self._counts = [self._merged()]
 
     def _add(self, counted: pa.Table) -> None:
         self._counts.append(counted)

@@ -8,9 +8,9 @@ the same rows and ids as one:
    IPC, scalar categorical columns dictionary-encoded; it returns the row count and the rejects.
    The row counts fix every part's first row id (``offset``), so row ids are the rows' positions in
    the whole source whatever the number of workers.
-2. :func:`count` fits a fresh copy of the encoder on a spooled part (the split of each row follows
-   from its row id): vocabulary counts, dense statistics, label sums. The parts' fits are merged in
-   part order (``prepare``'s vocabulary step).
+2. :func:`count` fits a fresh copy of the encoder on a run of consecutive spooled parts (the split
+   of each row follows from its row id): vocabulary counts, dense statistics, label sums. The runs'
+   fits are merged in part order (``prepare``'s vocabulary step).
 3. :func:`encode` encodes a group of spooled parts with the merged encoder and writes their shards
    (one shard writer per group, names tagged by the group). ``prepare`` commits: manifest last.
 
@@ -143,14 +143,18 @@ def spooled(scanned: Scanned) -> Iterator[pa.Table]:
                 yield pa.Table.from_batches([batch])
 
 
-def count(encoder: _Encoder, scanned: Scanned, offset: int, progress: Progress = None) -> _Encoder:
-    """A copy of the unfitted ``encoder`` fitted on one spooled part whose first row id is ``offset``."""
+def count(encoder: _Encoder, parts: Sequence[tuple[Scanned, int]], progress: Progress = None) -> _Encoder:
+    """A copy of the unfitted ``encoder`` fitted on spooled parts (each with its first row id), in order,
+    and compacted: one table of distinct values per vocabulary, however many parts and chunks, so that
+    merging the fits of N workers costs N tables per feature, not one per part."""
     fitted = copy.deepcopy(encoder)
-    start = offset
-    for table in spooled(scanned):
-        ids = np.arange(start, start + table.num_rows, dtype=np.int64)
-        fitted.fit(table, fitted.splits_of(table, ids))
-        start += table.num_rows
+    for scanned, offset in parts:
+        start = offset
+        for table in spooled(scanned):
+            ids = np.arange(start, start + table.num_rows, dtype=np.int64)
+            fitted.fit(table, fitted.splits_of(table, ids))
+            start += table.num_rows
+    fitted.compact()
     return fitted
 
 

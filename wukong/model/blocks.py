@@ -212,9 +212,15 @@ class FactorizationMachineBlock(nn.Module):
         self.activation: nn.Module = nn.ReLU() if activation == "relu" else nn.Identity()
 
     def interactions(self, x: torch.Tensor) -> torch.Tensor:
-        """``FM(X) = X (Xᵀ Y)``: ``(B, n, d) → (B, n, k)``."""
+        """``FM(X) = X (Xᵀ Y)``: ``(B, n, d) → (B, n, k)``.
+
+        Both products are batched (a static Y is broadcast as a stride-0 view): ``matmul`` of the
+        transposed ``X`` with a 2-D Y would first copy ``Xᵀ`` into a contiguous ``(B·d, n)`` block
+        (1.1-1.4x slower forward and backward, docs/benchmarks.md)."""
         y = self.projection(x)
-        return torch.matmul(x, torch.matmul(x.transpose(1, 2), y))
+        if y.dim() == 2:
+            y = y.expand(x.shape[0], *y.shape)
+        return torch.bmm(x, torch.bmm(x.transpose(1, 2), y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fm = self.interactions(x).flatten(1)

@@ -187,20 +187,20 @@ def _local_parts(task: _Task, folder: Path) -> list[tuple[Scanned, int]]:
 
 
 def count_group(spec: str) -> str:
-    """Fit the encoder on each of a group's parts; returns ``spec``."""
+    """Fit the encoder on a group's parts (one compacted fit); returns ``spec``."""
     task = _Task.of(spec)
     template = _read_pickle(task, "template.pkl")
     with tempfile.TemporaryDirectory(prefix="wukong-spool-") as folder:
-        fits = [count(template, scanned, start) for scanned, start in _local_parts(task, Path(folder))]
-    task.storage.write_bytes(task.key(f"fit-{task.group:04d}.pkl"), pickle.dumps(fits))
-    return _done(spec, rows=sum(sum(f.rows.values()) for f in fits), train=sum(f.rows["train"] for f in fits))
+        fit = count(template, _local_parts(task, Path(folder)))
+    task.storage.write_bytes(task.key(f"fit-{task.group:04d}.pkl"), pickle.dumps(fit))
+    return _done(spec, rows=sum(fit.rows.values()), train=fit.rows["train"])
 
 
 def vocabulary(specs: list[str]) -> list[str]:
-    """Merge every part's fit, in part order, into the fitted encoder. Returns ``specs``."""
+    """Merge every group's fit, in part order, into the fitted encoder. Returns ``specs``."""
     task = _Task.of(specs[0])
     template = _read_pickle(task, "template.pkl")
-    fits = [fit for g in range(len(task.plan.groups)) for fit in _read_pickle(task, f"fit-{g:04d}.pkl")]
+    fits = [_read_pickle(task, f"fit-{g:04d}.pkl") for g in range(len(task.plan.groups))]
     task.storage.write_bytes(task.key("encoder.pkl"), pickle.dumps(merged(template, fits)))
     return specs
 
