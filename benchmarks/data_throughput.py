@@ -240,7 +240,9 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
         size = criteo_tsv(path, args.ingest_rows)
         configurations = [("Arrow CSV parse alone, typed, 1 thread (ceiling)", "parse", 1, None)]
         if args.baseline:  # the same prepare (with --workers) from an earlier source tree
-            configurations += [(f"baseline tree, {w} worker{'s' * (w > 1)}", "prepare", w, args.baseline) for w in (1, 2)]
+            configurations += [
+                (f"baseline tree, {w} worker{'s' * (w > 1)}", "prepare", w, args.baseline) for w in (1, 2)
+            ]
         configurations += [("prepare, 1 worker", "prepare", 1, None), ("prepare, 2 workers", "prepare", 2, None)]
         results = [timed(kind, path, folder, workers, tree, args.repeats) for _, kind, workers, tree in configurations]
         loop_one, loop_two = free_cores_ratio()

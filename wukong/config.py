@@ -392,7 +392,9 @@ class TrainConfig:
         if not 0 <= self.plateau_min_factor <= 1:
             raise ValueError(f"train.plateau_min_factor must be in [0, 1], got {self.plateau_min_factor}")
         if self.plateau_restore and self.plateau_factor == 1:
-            raise ValueError("train.plateau_restore needs a plateau schedule: set train.plateau_factor below 1 (e.g. 0.1)")
+            raise ValueError(
+                "train.plateau_restore needs a plateau schedule: set train.plateau_factor below 1 (e.g. 0.1)"
+            )
         _choice("train", "embedding_optimizer", self.embedding_optimizer, EMBEDDING_OPTIMIZERS)
         _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
         _choice("train", "compile", self.compile, COMPILE_MODES)
