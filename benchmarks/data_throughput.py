@@ -26,6 +26,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -193,20 +194,29 @@ if __name__ == "__main__":
 """
 
 
-def timed(kind: str, path: Path, folder: Path, workers: int = 1, tree: str | None = None, repeats: int = 2) -> dict:
-    """Best wall and CPU seconds of ``repeats`` runs of one configuration, each in a fresh process."""
+def timed(kind: str, path: Path, folder: Path, workers: int, tree: str | None, repeat: int) -> dict:
+    """Wall and CPU seconds of one run of one configuration, in a fresh process."""
     script = folder / "timed.py"
     script.write_text(_TIMED)
     env = {**os.environ, **({"PYTHONPATH": tree} if tree else {})}
-    best: dict = {}
+    out = folder / f"{kind}-{workers}-{'tree' if tree else 'this'}-{repeat}"
+    command = [sys.executable, str(script), kind, str(path), str(out), str(workers), str(PART_BYTES)]
+    # in the temporary folder: a worker server started with `-c` puts its working directory first on
+    # sys.path, and a checkout there would shadow --baseline's tree
+    run = subprocess.run(command, env=env, cwd=folder, check=True, capture_output=True, text=True)
+    shutil.rmtree(out, ignore_errors=True)
+    return json.loads(run.stdout)
+
+
+def best_of_rounds(configurations: list[tuple], path: Path, folder: Path, repeats: int) -> list[dict]:
+    """Each configuration's best wall and CPU seconds over ``repeats`` rounds, every round running every
+    configuration once in turn: a slow minute of this shared machine then costs every configuration
+    alike, instead of all the runs of whichever configuration it fell on."""
+    best: list[dict] = [{} for _ in configurations]
     for repeat in range(repeats):
-        out = folder / f"{kind}-{workers}-{'tree' if tree else 'this'}-{repeat}"
-        command = [sys.executable, str(script), kind, str(path), str(out), str(workers), str(PART_BYTES)]
-        # in the temporary folder: a worker server started with `-c` puts its working directory first on
-        # sys.path, and a checkout there would shadow --baseline's tree
-        run = subprocess.run(command, env=env, cwd=folder, check=True, capture_output=True, text=True)
-        result = json.loads(run.stdout)
-        best = {k: min(v, best.get(k, v)) for k, v in result.items()}
+        for index, (_, kind, workers, tree) in enumerate(configurations):
+            result = timed(kind, path, folder, workers, tree, repeat)
+            best[index] = {k: min(v, best[index].get(k, v)) for k, v in result.items()}
     return best
 
 
@@ -244,7 +254,7 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
                 (f"baseline tree, {w} worker{'s' * (w > 1)}", "prepare", w, args.baseline) for w in (1, 2)
             ]
         configurations += [("prepare, 1 worker", "prepare", 1, None), ("prepare, 2 workers", "prepare", 2, None)]
-        results = [timed(kind, path, folder, workers, tree, args.repeats) for _, kind, workers, tree in configurations]
+        results = best_of_rounds(configurations, path, folder, args.repeats)
         loop_one, loop_two = free_cores_ratio()
     # each prepare's wall time against one worker of the same source tree
     one_worker = {tree: r for (_, kind, w, tree), r in zip(configurations, results) if kind == "prepare" and w == 1}
@@ -265,7 +275,8 @@ def ingest_benchmark(args: argparse.Namespace) -> None:
     header = (
         f"Measured {datetime.date.today()} on {cpu_name()} ({os.cpu_count()} cores), load average "
         f"{os.getloadavg()[0]:.1f} at the end: a generated Criteo TSV of {args.ingest_rows:,} rows "
-        f"({size / 1e6:.0f} MB, {PART_BYTES >> 20} MiB parts), frequency vocabularies, best of {args.repeats}. "
+        f"({size / 1e6:.0f} MB, {PART_BYTES >> 20} MiB parts), frequency vocabularies, best of {args.repeats} "
+        "rounds (each round runs every configuration once). "
         "Per core: input bytes per CPU-second of the process and its workers."
         + (f" Baseline: the `prepare` of the source tree {args.baseline}." if args.baseline else "")
     )
