@@ -63,7 +63,8 @@ def test_phases_add_up_to_the_steps_and_follow_the_labels() -> None:
     assert not result.ops["embedding"] and not result.ops["embedding_backward"]
     table = format_profile([("run", result)])
     assert all(description in table for _, description in PHASES) and "**total**" in table
-    assert "aten::mm" in format_ops([("run", result)], count=5)
+    # every op (which five take longest on a tiny model is the machine's noise)
+    assert "aten::mm" in format_ops([("run", result)], count=50)
 
 
 def test_backward_parts_go_to_their_own_phases() -> None:
