@@ -4,25 +4,16 @@ known in advance; the weights and optimizer state are the real ones of a sharded
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 
 from wukong.config import load_config
 from wukong.train.distributed import DistEnv
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def env() -> Iterator[DistEnv]:
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    yield DistEnv(0, 1, 0, torch.device("cpu"), "gloo")
-    dist.destroy_process_group()
 
 
 def snapshot(state: dict) -> dict[str, torch.Tensor]:
