@@ -17,11 +17,12 @@ def sweep_plan(
     train_rows: int,
     preset: str,
     overrides: list,
+    grid: list,
 ) -> list:
     """Returns one JSON trial spec per point (the items of the pipeline's ParallelFor)."""
     import json
 
-    from wukong.experiments.sweep import Sweep, parse_targets
+    from wukong.experiments.sweep import Sweep, parse_grid, parse_targets
 
     sweep = Sweep(
         data=dataset.metadata["uri"],
@@ -32,5 +33,6 @@ def sweep_plan(
         rows=train_rows,
         preset=preset,
         overrides=[str(o) for o in overrides],
+        grid=parse_grid([str(g) for g in grid]),
     )
     return [json.dumps(spec.to_dict()) for spec in sweep.plan()]

@@ -43,6 +43,7 @@ def wukong_scaling_pipeline(
     train_rows: int = 0,  # training rows every point sees once (0: the whole training split)
     preset: str = "default",
     overrides: list = [],  # noqa: B006
+    grid: list = [],  # noqa: B006 ("KEY=V1,V2": every point at each value, its best on validation reported)
     runs_root: str = "s3://wukong/sweeps",
     launcher: str = "local",
     nodes: int = 1,
@@ -64,6 +65,7 @@ def wukong_scaling_pipeline(
             train_rows=train_rows,
             preset=preset,
             overrides=overrides,
+            grid=grid,
         ),
         "sweep-plan",
     )

@@ -88,3 +88,25 @@ def test_report_fits_every_family_and_lists_failures() -> None:
     assert "dcnv2-00-s0: ValueError: boom" in report.markdown
     assert report.html.count("data:image/png;base64,") == 3 and "<script" not in report.html
     assert re.search(r"\| wukong +\| LogLoss +\| MFLOP/example +\| 0\.42\d\d ± ", report.markdown)
+
+
+def test_a_grid_counts_each_points_best_recipe_on_validation_only() -> None:
+    """Each point trained at 3 rates: the fit sees one record per (point, seed), chosen by validation
+    LogLoss; a recipe that is best on test but not on validation is never chosen."""
+    targets = np.geomspace(0.05, 5, 4)
+    records = []
+    for i, c in enumerate(targets):
+        for g, rate in enumerate(("0.001", "0.002", "0.004")):
+            loss = float(0.42 + 0.03 * c**-0.25) + (0.0 if g == i % 3 else 0.01)  # the best rate varies
+            r = record("wukong", i, float(c), 0, loss)
+            r["id"] += f"-g{g:02d}"
+            r["grid"] = {"train.learning_rate": rate}
+            r["test"] = {**r["test"], "logloss": loss - (0.05 if g != i % 3 else 0.0)}  # test prefers the others
+            records.append(r)
+    report = build_report(records)
+    fit = next(law.fit for law in report.laws if law.view == "logloss")
+    assert fit.points == 4  # one record per point, not 12
+    assert fit.floor == pytest.approx(0.42 - 0.0, abs=0.003)  # the validation-best records' test losses
+    assert "3 recipes" in report.markdown and "chosen on valid" in report.markdown
+    for i in range(4):
+        assert f"learning_rate={('0.001', '0.002', '0.004')[i % 3]}" in report.markdown.splitlines()[-4 + i]

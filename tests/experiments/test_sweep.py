@@ -123,3 +123,29 @@ def test_plan_scales_each_family_with_one_data_budget_and_extra_seeds_at_the_end
     for spec in specs[:3]:  # the overrides carry the upscaled config
         cost = mflops_per_example("dlrm", schema, load_config("tiny", [*spec.overrides, "model.name=dlrm"]).model)
         assert cost == pytest.approx(spec.meta["target_mflops"], rel=0.05)
+
+
+def test_a_grid_trains_every_point_at_every_combination(teacher_data: str) -> None:
+    from wukong.config import ConfigError
+    from wukong.experiments.sweep import Sweep, parse_grid
+
+    grid = parse_grid(["train.learning_rate=0.001,0.004", "model.mlp_dropout=0.0,0.1"])
+    sweep = Sweep(teacher_data, ["dlrm"], [0.02, 0.08], preset="tiny", overrides=QUICK, grid=grid)
+    specs = sweep.plan()
+    assert len(specs) == 2 * 4 and specs[0].id == "dlrm-00-s0-g00" and specs[-1].id == "dlrm-01-s0-g03"
+    combos = {(s.meta["point"], tuple(sorted(s.meta["grid"].items()))) for s in specs}
+    assert len(combos) == 8
+    for spec in specs:  # the combination's values are applied, after the preset's own overrides
+        assert f"train.learning_rate={spec.meta['grid']['train.learning_rate']}" in spec.overrides
+        assert f"model.mlp_dropout={spec.meta['grid']['model.mlp_dropout']}" in spec.overrides
+    assert sweep.settings()["grid"] == grid
+    assert "grid" not in Sweep(teacher_data, ["dlrm"], [0.02], preset="tiny").settings()  # older sweeps resume
+    for bad, message in (
+        (["train.learning_rate"], "give KEY=V1,V2"),
+        (["train.learning_rate=0.1", "train.learning_rate=0.2"], "given twice"),
+        (["train.learning_rate=0.1,0.1"], "listed twice"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse_grid(bad)
+    with pytest.raises(ConfigError):  # an unknown key fails at planning, before any training
+        Sweep(teacher_data, ["dlrm"], [0.02], preset="tiny", grid={"train.no_such_key": ["1"]}).plan()

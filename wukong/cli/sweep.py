@@ -12,7 +12,7 @@ from wukong.config import ConfigError
 
 def _sweep(args: argparse.Namespace) -> int:
     from wukong.experiments.report import write_report
-    from wukong.experiments.sweep import Sweep, parse_targets
+    from wukong.experiments.sweep import Sweep, parse_grid, parse_targets
 
     if args.action == "report":
         paths = write_report(Path(args.folder), args.split)
@@ -31,6 +31,7 @@ def _sweep(args: argparse.Namespace) -> int:
         rows=args.rows,
         preset=args.config,
         overrides=args.overrides,
+        grid=parse_grid(args.grid),
         parallel=args.parallel,
         nproc=args.nproc,
     )
@@ -56,6 +57,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--end-seeds", type=int, default=0, help="seeds at each family's ends (0: --seeds)")
     sweep.add_argument("--rows", type=int, default=0, help="training rows every point sees once (0: all)")
     sweep.add_argument("--output", help="folder for sweep.jsonl, trials/ and the report")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="train every point at each value (repeatable: every combination); the report keeps each point's "
+        "best on validation LogLoss, e.g. --grid train.learning_rate=0.001,0.002,0.004",
+    )
     sweep.add_argument("--split", default="test", help="split the report fits (%(default)s)")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     add_config_options(sweep)

@@ -6,6 +6,10 @@ For each model family, on the chosen split (test by default):
 - excess LogLoss (LogLoss minus the oracle's, on data with known probabilities) against MFLOP/example;
 - LogLoss against total training compute (``3 × forward FLOPs × examples seen``).
 
+A sweep with a ``--grid`` trains each point at several recipes; only each point's best on the
+validation split enters the fits, figures and tables (:func:`best_of_grid`), and the points table
+says which recipe won.
+
 Written beside ``sweep.jsonl``: ``scaling-*.png``, ``report.html`` (self-contained: the figures are
 embedded), ``report.md`` (fitted laws and measured points) and ``laws.json`` (the fits as data). Failed
 points are listed, not dropped silently.
@@ -83,6 +87,30 @@ def _families(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r.get("family", r["model"]) for r in records))
 
 
+def best_of_grid(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of the grid's records of each (family, point, seed), the one with the lowest validation LogLoss.
+
+    Records of a sweep without a grid pass through; so does a point whose records all lack a
+    validation LogLoss (it keeps its first). The test split never takes part in the choice.
+    """
+    chosen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in records:
+        key = (r.get("family", r["model"]), r.get("point", r["mflops_per_example"]), r.get("seed"))
+        if "grid" not in r:
+            key = (*key, r["id"])
+        best = chosen.get(key)
+        loss = r.get("valid", {}).get("logloss", math.inf)
+        if best is None or loss < best.get("valid", {}).get("logloss", math.inf):
+            chosen[key] = r
+    return list(chosen.values())
+
+
+def _grid_choice(group: list[dict[str, Any]]) -> str:
+    """The grid values a group of chosen records trained with (each seed's, where they differ)."""
+    choices = [", ".join(f"{k.rpartition('.')[2]}={v}" for k, v in r["grid"].items()) for r in group]
+    return " / ".join(dict.fromkeys(choices))
+
+
 def _observations(records: list[dict[str, Any]], family: str, split: str, metric: str, compute: str):
     rows = [r for r in records if r.get("family", r["model"]) == family and metric in r.get(split, {})]
     return [r[compute] for r in rows], [r[split][metric] for r in rows]
@@ -148,6 +176,7 @@ def points_table(records: list[dict[str, Any]], split: str) -> str:
     for r in records:
         groups.setdefault((r.get("family", r["model"]), r.get("point", r["mflops_per_example"])), []).append(r)
     has_excess = any("excess_logloss" in r.get(split, {}) for r in records)
+    has_grid = any("grid" in r for r in records)
     order = _families(records)
     rows = []
     for (family, _), group in sorted(
@@ -166,16 +195,20 @@ def points_table(records: list[dict[str, Any]], split: str) -> str:
         ]
         if has_excess:
             row.append(_mean_std([r[split]["excess_logloss"] for r in group if "excess_logloss" in r[split]], 5))
+        if has_grid:
+            row.append(_grid_choice([r for r in group if "grid" in r]))
         row.append(f"{statistics.mean(r['wall_seconds'] for r in group):.0f}")
         rows.append(row)
     headers = ["family", "MFLOP/ex", "dense params", "training FLOPs", "seeds", "valid LogLoss"]
-    headers += [f"{split} LogLoss", f"{split} AUC", *([f"{split} excess LogLoss"] if has_excess else []), "time (s)"]
+    headers += [f"{split} LogLoss", f"{split} AUC", *([f"{split} excess LogLoss"] if has_excess else [])]
+    headers += [*(["chosen on valid"] if has_grid else []), "time (s)"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def build_report(records: list[dict[str, Any]], split: str = "test", title: str = "Scaling sweep") -> Report:
     """Fits, figures and tables of a sweep's records (failed ones listed apart)."""
-    ok = [r for r in records if r.get("status") == "ok"]
+    finished = [r for r in records if r.get("status") == "ok"]
+    ok = best_of_grid(finished)
     failed = [r for r in records if r.get("status") != "ok"]
     laws = fit_laws(ok, split)
     figures = {}
@@ -192,8 +225,14 @@ def build_report(records: list[dict[str, Any]], split: str = "test", title: str 
                 series, xlabel, ylabel, f"{title}: {ylabel} vs {xlabel.split(' (')[0]}", log_y=view == "excess"
             )
     failures = "".join(f"- {r['id']}: {last_line(r.get('error') or 'failed')}\n" for r in failed)
+    recipes = {json.dumps(r["grid"], sort_keys=True) for r in finished if "grid" in r}
+    grid = (
+        f" Each point trained at {len(recipes)} recipes (a grid); the one with the lowest validation LogLoss counts."
+        if recipes
+        else ""
+    )
     note = (
-        f"Each point: one pass over the same training rows; {split} split; mean ± std over seeds. "
+        f"Each point: one pass over the same training rows; {split} split; mean ± std over seeds.{grid} "
         f"Fits: L = L∞ + A·C^−α, least squares over every seed's result, ± one standard error."
     )
     markdown = (

@@ -10,6 +10,13 @@ total training compute is proportional to MFLOP/example. Each point is evaluated
 and test splits; the records go to ``sweep.jsonl`` and :mod:`wukong.experiments.report` fits and
 plots them.
 
+Recipes: a fixed learning rate favours some sizes over others (a small model may want a higher rate
+than a large one), which bends the curve of a family by its recipe rather than its architecture.
+``grid`` (``--grid train.learning_rate=0.001,0.002,0.004``, repeatable) trains every point at every
+combination of the listed values; the report keeps, for each (family, point, seed), the combination
+with the lowest **validation** LogLoss (:func:`wukong.experiments.report.best_of_grid`), so every
+family and size gets the same tuning effort and the test split never chooses.
+
 Targets: ``"0.03:10"`` with ``points=K`` is K targets spaced evenly in log between the ends;
 ``"0.1,0.3,1"`` lists them. A target a family cannot reach (below the cost of its fixed parts) is
 skipped with a warning. Seeds: ``seeds`` per point, and ``end_seeds`` (when given) at each family's
@@ -19,6 +26,7 @@ smallest and largest point, where the ends of a law are pinned down.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +60,27 @@ def parse_targets(text: str, points: int) -> list[float]:
         raise ConfigError(
             f"--mflops {text!r}: give LOW:HIGH with 0 < LOW <= HIGH (and --points >= 1), or a list like 0.1,0.3,1"
         ) from None
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """``["train.learning_rate=0.001,0.002"]`` → ``{"train.learning_rate": ["0.001", "0.002"]}``."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        choices = [v.strip() for v in values.split(",") if v.strip()] if sep else []
+        if not key.strip() or not choices:
+            raise ConfigError(f"--grid {item!r}: give KEY=V1,V2,... (e.g. train.learning_rate=0.001,0.002)")
+        if key.strip() in grid:
+            raise ConfigError(f"--grid {key.strip()}: given twice; list all its values in one --grid")
+        if len(set(choices)) != len(choices):
+            raise ConfigError(f"--grid {item!r}: a value is listed twice")
+        grid[key.strip()] = choices
+    return grid
+
+
+def grid_combinations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    """Every combination of the grid's values, in order (one empty combination for no grid)."""
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
 def scale_model(family: str, schema: FeatureSchema, base: ModelConfig, target_mflops: float) -> ModelConfig:
@@ -92,11 +121,13 @@ class Sweep:
     rows: int = 0  # training rows seen by every point (0: the whole training split)
     preset: str = "default"
     overrides: list[str] = field(default_factory=list)
+    grid: dict[str, list[str]] = field(default_factory=dict)  # key -> values, every combination trained
     parallel: int = 1
     nproc: int = 1
     log: Any = print
 
     def settings(self) -> dict[str, Any]:
+        grid = {"grid": {k: list(v) for k, v in self.grid.items()}} if self.grid else {}  # older sweeps resume
         return {
             "data": self.data,
             "models": list(self.models),
@@ -106,6 +137,7 @@ class Sweep:
             "rows": self.rows,
             "preset": self.preset,
             "overrides": list(self.overrides),
+            **grid,
         }
 
     def budget(self, train_rows: int, batch_size: int) -> tuple[int, list[str]]:
@@ -119,7 +151,7 @@ class Sweep:
         return steps * batch_size, ["train.epochs=1", f"train.max_steps={steps}", "train.patience=0"]
 
     def plan(self) -> list[TrialSpec]:
-        """Every point's trial, first seed first and small models first within a seed."""
+        """Every point's trial (at every grid combination), first seed first and small models first within a seed."""
         from wukong.data.manifest import read_manifest
         from wukong.io import open_storage
 
@@ -127,6 +159,9 @@ class Sweep:
             raise ConfigError(f"--seeds must be >= 1 and --end-seeds >= 0, got {self.seeds} and {self.end_seeds}")
         manifest = read_manifest(open_storage(self.data))
         base_cfg = load_config(self.preset, self.overrides)
+        combinations = grid_combinations(self.grid)
+        for combination in combinations:  # a bad key or value fails here, before any training
+            load_config(self.preset, [*self.overrides, *(f"{k}={v}" for k, v in combination.items())])
         rows, budget = self.budget(manifest.rows("train"), base_cfg.train.batch_size)
         points: list[tuple[int, str, float, list[str], int]] = []  # (index, family, target, overrides, seeds)
         for family in self.models:
@@ -145,16 +180,23 @@ class Sweep:
             points += [(*p, self.end_seeds or self.seeds if p[0] in ends else self.seeds) for p in reachable]
         return [
             TrialSpec(
-                id=f"{family}-{index:02d}-s{seed}",
+                id=f"{family}-{index:02d}-s{seed}" + (f"-g{number:02d}" if self.grid else ""),
                 model=family,
                 preset=self.preset,
-                overrides=(*self.overrides, *scaled, *budget),
+                overrides=(*self.overrides, *scaled, *(f"{k}={v}" for k, v in combination.items()), *budget),
                 seed=seed,
                 splits=SPLITS,
-                meta={"family": family, "point": index, "target_mflops": target, "rows": rows},
+                meta={
+                    "family": family,
+                    "point": index,
+                    "target_mflops": target,
+                    "rows": rows,
+                    **({"grid": combination} if self.grid else {}),
+                },
             )
             for seed in range(max(self.seeds, self.end_seeds))
             for index, family, target, scaled, seeds in points
+            for number, combination in enumerate(combinations)
             if seed < seeds
         ]
 
