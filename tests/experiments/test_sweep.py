@@ -20,8 +20,8 @@ from .conftest import QUICK
 SETS = [item for override in QUICK for item in ("--set", override)]
 
 
-def sweep_args(data: str, output: Path, seeds: int = 1) -> list[str]:
-    points = ["--models", "wukong", "--mflops", "0.05:0.2", "--points", "2", "--seeds", str(seeds)]
+def sweep_args(data: str, output: Path, seeds: int = 1, mflops: str = "0.05:0.2") -> list[str]:
+    points = ["--models", "wukong", "--mflops", mflops, "--points", "2", "--seeds", str(seeds)]
     return ["sweep", "--data", data, *points, "--config", "tiny", *SETS, "--output", str(output)]
 
 
@@ -98,9 +98,10 @@ def test_sweep_resumes_after_a_kill_and_reports(teacher_data: str, tmp_path: Pat
         assert (output / name).stat().st_size > 0
     assert "| wukong" in (output / "report.md").read_text()
 
-    # Another command on the same folder is refused, with one line, before anything runs.
-    assert main(sweep_args(teacher_data, output, seeds=2)) == 2
-    assert "holds an experiment with other seeds" in capsys.readouterr().err
+    # Another command on the same folder is refused, with one line, before anything runs (seeds alone
+    # may be raised, to add seeds to a finished sweep).
+    assert main(sweep_args(teacher_data, output, mflops="0.05:0.3")) == 2
+    assert "holds an experiment with other targets_mflops" in capsys.readouterr().err
     # The report regenerates from the records alone.
     (output / "report.md").unlink()
     assert main(["sweep", "report", str(output)]) == 0 and (output / "report.md").is_file()
@@ -139,6 +140,12 @@ def test_a_grid_trains_every_point_at_every_combination(teacher_data: str) -> No
         assert f"train.learning_rate={spec.meta['grid']['train.learning_rate']}" in spec.overrides
         assert f"model.mlp_dropout={spec.meta['grid']['model.mlp_dropout']}" in spec.overrides
     assert sweep.settings()["grid"] == grid
+    # Seeds after the first train only the combination their point's first seed chose.
+    chosen = {("dlrm", 0): specs[2].meta["grid"], ("dlrm", 1): specs[5].meta["grid"]}
+    two = Sweep(teacher_data, ["dlrm"], [0.02, 0.08], seeds=2, preset="tiny", overrides=QUICK, grid=grid)
+    later = [s for s in two.plan(chosen) if s.seed == 1]
+    assert [s.id for s in later] == ["dlrm-00-s1-g02", "dlrm-01-s1-g01"]
+    assert len([s for s in two.plan() if s.seed == 1]) == 8  # without a choice yet: the whole grid
     assert "grid" not in Sweep(teacher_data, ["dlrm"], [0.02], preset="tiny").settings()  # older sweeps resume
     for bad, message in (
         (["train.learning_rate"], "give KEY=V1,V2"),
@@ -149,3 +156,42 @@ def test_a_grid_trains_every_point_at_every_combination(teacher_data: str) -> No
             parse_grid(bad)
     with pytest.raises(ConfigError):  # an unknown key fails at planning, before any training
         Sweep(teacher_data, ["dlrm"], [0.02], preset="tiny", grid={"train.no_such_key": ["1"]}).plan()
+
+
+def test_the_chosen_recipe_is_the_first_seeds_best_on_validation() -> None:
+    from wukong.experiments.sweep import chosen_recipes
+
+    def rec(point: int, g: int, valid: float, test: float, status: str = "ok") -> dict:
+        grid = {"train.learning_rate": ("0.001", "0.004")[g]}
+        return {"id": f"wukong-{point:02d}-s0-g{g:02d}", "status": status, "model": "wukong", "family": "wukong",
+                "point": point, "seed": 0, "mflops_per_example": 0.1, "grid": grid,
+                "valid": {"logloss": valid}, "test": {"logloss": test}}  # fmt: skip
+
+    records = [rec(0, 0, 0.50, 0.40), rec(0, 1, 0.49, 0.45), rec(1, 0, 0.48, 0.50), rec(1, 1, 0.40, 0.30, "failed")]
+    assert chosen_recipes(records) == {
+        ("wukong", 0): {"train.learning_rate": "0.004"},  # valid, not test, chooses
+        ("wukong", 1): {"train.learning_rate": "0.001"},  # a failed trial never wins
+    }
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_tunes_on_the_first_seed_and_adds_seeds_on_resume(teacher_data: str, tmp_path: Path) -> None:
+    from wukong.experiments.report import write_report
+    from wukong.experiments.sweep import Sweep
+
+    def sweep(seeds: int) -> Sweep:
+        grid = {"train.learning_rate": ["0.0001", "0.01"]}
+        return Sweep(teacher_data, ["dlrm"], [0.05], tmp_path, seeds, preset="tiny", overrides=QUICK, grid=grid)
+
+    first = sweep(1).run()
+    assert sorted(r["id"] for r in first) == ["dlrm-00-s0-g00", "dlrm-00-s0-g01"]
+    best = min(first, key=lambda r: r["valid"]["logloss"])
+    both = sweep(2).run()  # raising the seeds resumes the same folder
+    assert len(both) == 3 and [r["id"] for r in both if r["seed"] == 1] == [best["id"].replace("-s0-", "-s1-")]
+    report = tmp_path / "report.md"
+
+    write_report(tmp_path)
+    points = report.read_text().split("## Points")[1]
+    rows = [line for line in points.splitlines() if line.startswith("| dlrm")]
+    assert len(rows) == 1 and "| 2 " in rows[0]  # one point, two seeds, each its grid's best
+    assert f"learning_rate={best['grid']['train.learning_rate']}" in rows[0]

@@ -15,7 +15,11 @@ than a large one), which bends the curve of a family by its recipe rather than i
 ``grid`` (``--grid train.learning_rate=0.001,0.002,0.004``, repeatable) trains every point at every
 combination of the listed values; the report keeps, for each (family, point, seed), the combination
 with the lowest **validation** LogLoss (:func:`wukong.experiments.report.best_of_grid`), so every
-family and size gets the same tuning effort and the test split never chooses.
+family and size gets the same tuning effort and the test split never chooses. Locally the grid is
+searched on the first seed only: once a point's seed-0 trials are done, its other seeds train the
+combination that won there (:meth:`Sweep.run`), as a paper tunes on one seed and reports several.
+Seeds may be raised when a sweep is resumed (``--seeds``, ``--end-seeds``), to add seeds to a finished
+sweep; nothing else may change.
 
 Targets: ``"0.03:10"`` with ``points=K`` is K targets spaced evenly in log between the ends;
 ``"0.1,0.3,1"`` lists them. A target a family cannot reach (below the cost of its fixed parts) is
@@ -150,8 +154,10 @@ class Sweep:
             raise ConfigError(f"--rows {rows} is less than one batch ({batch_size}); give more rows")
         return steps * batch_size, ["train.epochs=1", f"train.max_steps={steps}", "train.patience=0"]
 
-    def plan(self) -> list[TrialSpec]:
-        """Every point's trial (at every grid combination), first seed first and small models first within a seed."""
+    def plan(self, chosen: dict[tuple[str, int], dict[str, str]] | None = None) -> list[TrialSpec]:
+        """Every point's trial (at every grid combination), first seed first and small models first within a
+        seed. ``chosen``: for (family, point), the grid combination its seeds after the first train alone."""
+        chosen = chosen or {}
         from wukong.data.manifest import read_manifest
         from wukong.io import open_storage
 
@@ -197,13 +203,26 @@ class Sweep:
             for seed in range(max(self.seeds, self.end_seeds))
             for index, family, target, scaled, seeds in points
             for number, combination in enumerate(combinations)
-            if seed < seeds
+            if seed < seeds and (seed == 0 or chosen.get((family, index), combination) == combination)
         ]
 
     def run(self) -> list[dict[str, Any]]:
-        """Run (or resume) the sweep; returns every point's record."""
+        """Run (or resume) the sweep; returns every point's record. With a grid and more than one seed, the
+        first seed's trials run first, and the other seeds then train only each point's winner."""
         specs = self.plan()  # checks the dataset and every setting before the folder is claimed
-        pin_settings(self.output / SETTINGS, self.settings())
+        pin_settings(self.output / SETTINGS, self.settings(), may_change=("seeds", "end_seeds"))
         runner = TrialRunner(self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log)
+        if self.grid and any(s.seed > 0 for s in specs):
+            first = [s for s in specs if s.seed == 0]
+            chosen = chosen_recipes(list(runner.run(first).values()))
+            specs = first + [s for s in self.plan(chosen) if s.seed > 0]
         records = runner.run(specs)
         return [records[s.id] for s in specs if s.id in records]
+
+
+def chosen_recipes(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, str]]:
+    """For each (family, point), the grid combination of its best finished record on validation."""
+    from wukong.experiments.report import best_of_grid
+
+    finished = [r for r in records if r.get("status") == "ok" and "grid" in r]
+    return {(r["family"], r["point"]): r["grid"] for r in best_of_grid(finished)}
