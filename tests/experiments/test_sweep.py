@@ -146,7 +146,8 @@ def test_a_grid_trains_every_point_at_every_combination(teacher_data: str) -> No
     later = [s for s in two.plan(chosen) if s.seed == 1]
     assert [s.id for s in later] == ["dlrm-00-s1-g02", "dlrm-01-s1-g01"]
     assert len([s for s in two.plan() if s.seed == 1]) == 8  # without a choice yet: the whole grid
-    assert "grid" not in Sweep(teacher_data, ["dlrm"], [0.02], preset="tiny").settings()  # older sweeps resume
+    plain = Sweep(teacher_data, ["dlrm"], [0.02], preset="tiny").settings()
+    assert plain["grid"] is None  # equal to a sweep.json of before grids, which has no such key
     for bad, message in (
         (["train.learning_rate"], "give KEY=V1,V2"),
         (["train.learning_rate=0.1", "train.learning_rate=0.2"], "given twice"),
@@ -176,6 +177,7 @@ def test_the_chosen_recipe_is_the_first_seeds_best_on_validation() -> None:
 
 @pytest.mark.slow
 def test_a_grid_sweep_tunes_on_the_first_seed_and_adds_seeds_on_resume(teacher_data: str, tmp_path: Path) -> None:
+    from wukong.data.errors import DataError
     from wukong.experiments.report import write_report
     from wukong.experiments.sweep import Sweep
 
@@ -184,6 +186,9 @@ def test_a_grid_sweep_tunes_on_the_first_seed_and_adds_seeds_on_resume(teacher_d
         return Sweep(teacher_data, ["dlrm"], [0.05], tmp_path, seeds, preset="tiny", overrides=QUICK, grid=grid)
 
     first = sweep(1).run()
+    without = Sweep(teacher_data, ["dlrm"], [0.05], tmp_path, 1, preset="tiny", overrides=QUICK)
+    with pytest.raises(DataError, match="other grid"):  # resuming a grid sweep without its grid is refused
+        without.run()
     assert sorted(r["id"] for r in first) == ["dlrm-00-s0-g00", "dlrm-00-s0-g01"]
     best = min(first, key=lambda r: r["valid"]["logloss"])
     both = sweep(2).run()  # raising the seeds resumes the same folder

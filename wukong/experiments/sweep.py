@@ -131,7 +131,6 @@ class Sweep:
     log: Any = print
 
     def settings(self) -> dict[str, Any]:
-        grid = {"grid": {k: list(v) for k, v in self.grid.items()}} if self.grid else {}  # older sweeps resume
         return {
             "data": self.data,
             "models": list(self.models),
@@ -141,7 +140,8 @@ class Sweep:
             "rows": self.rows,
             "preset": self.preset,
             "overrides": list(self.overrides),
-            **grid,
+            # None without a grid: a sweep.json written before grids existed (no key) still matches
+            "grid": {k: list(v) for k, v in self.grid.items()} or None,
         }
 
     def budget(self, train_rows: int, batch_size: int) -> tuple[int, list[str]]:
