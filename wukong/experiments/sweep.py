@@ -71,14 +71,15 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
     grid: dict[str, list[str]] = {}
     for item in items:
         key, sep, values = item.partition("=")
+        key = key.strip()
         choices = [v.strip() for v in values.split(",") if v.strip()] if sep else []
-        if not key.strip() or not choices:
+        if not key or not choices:
             raise ConfigError(f"--grid {item!r}: give KEY=V1,V2,... (e.g. train.learning_rate=0.001,0.002)")
-        if key.strip() in grid:
-            raise ConfigError(f"--grid {key.strip()}: given twice; list all its values in one --grid")
+        if key in grid:
+            raise ConfigError(f"--grid {key}: given twice; list all its values in one --grid")
         if len(set(choices)) != len(choices):
             raise ConfigError(f"--grid {item!r}: a value is listed twice")
-        grid[key.strip()] = choices
+        grid[key] = choices
     return grid
 
 
@@ -154,10 +155,8 @@ class Sweep:
             raise ConfigError(f"--rows {rows} is less than one batch ({batch_size}); give more rows")
         return steps * batch_size, ["train.epochs=1", f"train.max_steps={steps}", "train.patience=0"]
 
-    def plan(self, chosen: dict[tuple[str, int], dict[str, str]] | None = None) -> list[TrialSpec]:
-        """Every point's trial (at every grid combination), first seed first and small models first within a
-        seed. ``chosen``: for (family, point), the grid combination its seeds after the first train alone."""
-        chosen = chosen or {}
+    def plan(self) -> list[TrialSpec]:
+        """Every point's trial (at every grid combination), first seed first and small models first within a seed."""
         from wukong.data.manifest import read_manifest
         from wukong.io import open_storage
 
@@ -203,7 +202,7 @@ class Sweep:
             for seed in range(max(self.seeds, self.end_seeds))
             for index, family, target, scaled, seeds in points
             for number, combination in enumerate(combinations)
-            if seed < seeds and (seed == 0 or chosen.get((family, index), combination) == combination)
+            if seed < seeds
         ]
 
     def run(self) -> list[dict[str, Any]]:
@@ -214,10 +213,20 @@ class Sweep:
         runner = TrialRunner(self.data, self.output, JOURNAL, parallel=self.parallel, nproc=self.nproc, log=self.log)
         if self.grid and any(s.seed > 0 for s in specs):
             first = [s for s in specs if s.seed == 0]
-            chosen = chosen_recipes(list(runner.run(first).values()))
-            specs = first + [s for s in self.plan(chosen) if s.seed > 0]
+            specs = only_chosen(specs, chosen_recipes(list(runner.run(first).values())))
         records = runner.run(specs)
         return [records[s.id] for s in specs if s.id in records]
+
+
+def only_chosen(specs: list[TrialSpec], chosen: dict[tuple[str, int], dict[str, str]]) -> list[TrialSpec]:
+    """``specs`` less the later seeds' trials of grid combinations other than their point's ``chosen`` one
+    (a point without a choice keeps them all)."""
+
+    def kept(spec: TrialSpec) -> bool:
+        point = (spec.meta["family"], spec.meta["point"])
+        return spec.seed == 0 or chosen.get(point, spec.meta["grid"]) == spec.meta["grid"]
+
+    return [spec for spec in specs if kept(spec)]
 
 
 def chosen_recipes(records: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, str]]:
