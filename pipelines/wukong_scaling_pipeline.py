@@ -30,10 +30,12 @@ PARALLELISM = 4  # sweep points trained at once (KFP needs a constant here)
     "trained in parallel, with a power law fitted per family and plotted against compute.",
 )
 def wukong_scaling_pipeline(
-    source: str = "synthetic",
+    source: str = "teacher",
     input_uri: str = "",
-    rows: int = 0,  # synthetic: rows to generate (0: 100,000); other sources: read only the first N (0: all)
+    rows: int = 0,  # teacher: rows to generate (0: 1,000,000); other sources: read only the first N (0: all)
     seed: int = 0,
+    cardinality: int = 0,  # teacher: the largest ids per field (0: 2,000); docs/scaling.md's learnable ids: 200
+    teacher: dict = {},  # noqa: B006 (the teacher's shape by TeacherConfig field: {"order": 4, ...})
     dataset_uri: str = "s3://wukong/datasets/scaling",
     models: list = ["wukong", "dlrm", "dcnv2"],  # noqa: B006 (KFP pipeline parameters are declared by their defaults)
     mflops: str = "0.03:10",
@@ -52,7 +54,16 @@ def wukong_scaling_pipeline(
     split: str = "test",
 ) -> str:
     ingested = named(
-        ingest(source=source, input_uri=input_uri, dataset_uri=dataset_uri, rows=rows, seed=seed), "ingest"
+        ingest(
+            source=source,
+            input_uri=input_uri,
+            dataset_uri=dataset_uri,
+            rows=rows,
+            seed=seed,
+            cardinality=cardinality,
+            teacher=teacher,
+        ),
+        "ingest",
     )
     planned = named(
         sweep_plan(

@@ -23,6 +23,7 @@ from wukong.data.sources.base import ORACLE_COLUMN
 from wukong.data.sources.teacher import TeacherConfig, TeacherSource
 from wukong.evaluate import compute_metrics, oracle_metrics
 from wukong.io import open_storage
+from wukong.pipeline import steps
 
 SMALL = TeacherConfig(num_sparse=6, num_dense=2, max_cardinality=60, width=24, hidden=16, order=3)
 
@@ -141,12 +142,15 @@ def test_a_modified_oracle_file_is_detected(tmp_path: Path) -> None:
 def test_streaming_memory_does_not_grow_with_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Generating rows and streaming their oracle probabilities to Parquet holds one chunk, however
     many rows: 8x more rows take no more peak memory (chunks are made small so that many pass
-    quickly). Keeping just the extra rows' probabilities (0.9 MB) would break the bound."""
+    quickly). Keeping just the extra rows' probabilities (0.9 MB) would break the bound. Python's
+    allocations (tracemalloc) and Arrow's (its memory pool, which tracemalloc does not see: the
+    Parquet writer's buffers) are both bounded."""
     monkeypatch.setattr(teacher_module, "CHUNK_ROWS", 512)
 
-    def peaks(rows: int) -> tuple[int, int]:
+    def peaks(rows: int) -> tuple[int, int, int]:
         source = TeacherSource(rows, seed=0, config=SMALL)  # the teacher's tables are built before measuring
         writer = OracleWriter(open_storage(str(tmp_path / f"out-{rows}")), "run", tmp_path)
+        arrow_before, arrow_peak = pa.total_allocated_bytes(), 0
         tracemalloc.start()
         start = 0
         for chunk in source.chunks():
@@ -154,15 +158,18 @@ def test_streaming_memory_does_not_grow_with_rows(tmp_path: Path, monkeypatch: p
             ids = np.arange(start, start + count)
             writer.add("train", ids, table.column(ORACLE_COLUMN).to_numpy(), table.column("label").to_numpy())
             start += count
+            del chunk, table
+            arrow_peak = max(arrow_peak, pa.total_allocated_bytes() - arrow_before)
         streaming = tracemalloc.get_traced_memory()[1]
         writer.close()  # hashes and uploads the file in 1 MB pieces
         overall = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        return streaming, overall
+        return streaming, overall, arrow_peak
 
-    (small, _), (large, overall) = peaks(32 * 512), peaks(256 * 512)
+    (small, _, small_arrow), (large, overall, large_arrow) = peaks(32 * 512), peaks(256 * 512)
     assert large < small + (256 << 10)
     assert overall < small + (2 << 20)
+    assert large_arrow < small_arrow + (256 << 10)
 
 
 def test_cli_prepares_a_teacher_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -179,6 +186,22 @@ def test_cli_prepares_a_teacher_dataset(tmp_path: Path, capsys: pytest.CaptureFi
     synthetic = ["data", "prepare", "--source", "synthetic", "--rows", "10", "--output", str(tmp_path / "s")]
     assert main([*synthetic, "--teacher-order", "3", "--quiet"]) == 2
     assert "apply to --source teacher only" in capsys.readouterr().err
+
+
+def test_the_pipeline_ingest_shapes_the_teacher(tmp_path: Path) -> None:
+    """The pipelines' ingest step takes what ``--cardinality`` and ``--teacher-*`` give the CLI, checked."""
+    shape = {"num_sparse": 5, "num_dense": 0, "order": 3, "width": 12, "hidden": 8}
+    summary = steps.ingest("teacher", "", str(tmp_path / "t"), rows=2000, cardinality=40, teacher=shape)
+    manifest = read_manifest(open_storage(summary["uri"]))
+    assert manifest.source["teacher"]["max_cardinality"] == 40 and manifest.source["teacher"]["order"] == 3
+    assert len(manifest.schema.sparse) == 5 and manifest.schema.dense == ()
+    with pytest.raises(DataError, match=r"unknown teacher setting\(s\) orders; known: num_sparse"):
+        steps.ingest("teacher", "", str(tmp_path / "u"), rows=100, teacher={"orders": 3})
+    with pytest.raises(DataError, match="teacher source only, not synthetic"):
+        steps.ingest("synthetic", "", str(tmp_path / "v"), rows=100, teacher={"order": 3})
+    with pytest.raises(DataError, match="cardinality applies to the synthetic and teacher sources, not criteo"):
+        steps.ingest("criteo", str(tmp_path), str(tmp_path / "w"), cardinality=10)
+    assert not (tmp_path / "u").exists() and not (tmp_path / "v").exists()
 
 
 def test_open_source_builds_a_teacher() -> None:

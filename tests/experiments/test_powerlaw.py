@@ -22,7 +22,7 @@ def test_recovers_known_parameters_from_noisy_seeds() -> None:
     rng = np.random.default_rng(0)
     c = np.repeat(np.geomspace(0.03, 10, 7), 2)  # two seeds per compute value
     fit = fit_power_law(c, law(c) + rng.normal(0, 2e-4, len(c)))
-    assert fit.decreasing and fit.points == 14
+    assert fit.decreasing and fit.points == 14 and fit.identified
     for name, truth in TRUE.items():
         value, std = getattr(fit, name), getattr(fit, f"{name}_std")
         assert 0 < std < 0.1 * abs(truth)
@@ -43,6 +43,19 @@ def test_no_decrease_is_reported_not_forced() -> None:
     c = np.geomspace(0.1, 10, 5)
     fit = fit_power_law(c, 0.5 + 0.01 * np.log(c))  # gets worse with compute
     assert not fit.decreasing and "no decrease" in fit.formula()
+
+
+def test_a_flat_curve_with_one_step_is_not_an_identified_law() -> None:
+    """Least squares draws a curve through points that are flat and then drop once (docs/scaling.md's
+    tuned Wukong), but its α stays within two standard errors of 0: no evidence of a power law."""
+    rng = np.random.default_rng(2)
+    c = np.repeat(np.geomspace(0.03, 3, 4), 2)
+    flat_then_step = np.where(c < 1, 0.509, 0.506) + rng.normal(0, 5e-4, len(c))
+    fit = fit_power_law(c, flat_then_step)
+    assert fit.decreasing and fit.identified is False
+    assert fit_power_law(c[::2], flat_then_step[::2]).identified is False  # one seed: 4 points, σ exists
+    exact = fit_power_law([0.1, 1.0, 10.0], [0.6, 0.5, 0.45])  # 3 points, 3 parameters: no σ
+    assert exact.identified is None
 
 
 def test_too_few_compute_values() -> None:
@@ -87,7 +100,7 @@ def test_report_fits_every_family_and_lists_failures() -> None:
     assert math.isclose(fits[("wukong", "compute")].exponent, fits[("wukong", "logloss")].exponent, rel_tol=1e-3)
     assert "dcnv2-00-s0: ValueError: boom" in report.markdown
     assert report.html.count("data:image/png;base64,") == 3 and "<script" not in report.html
-    assert re.search(r"\| wukong +\| LogLoss +\| MFLOP/example +\| 0\.42\d\d ± ", report.markdown)
+    assert re.search(r"\| wukong +\| LogLoss +\| MFLOP/example +\| 0\.42\d\d ± .*\| yes +\|", report.markdown)
 
 
 def test_a_grid_counts_each_points_best_recipe_on_validation_only() -> None:

@@ -20,8 +20,8 @@ from .conftest import QUICK
 SETS = [item for override in QUICK for item in ("--set", override)]
 
 
-def sweep_args(data: str, output: Path, seeds: int = 1, mflops: str = "0.05:0.2") -> list[str]:
-    points = ["--models", "wukong", "--mflops", mflops, "--points", "2", "--seeds", str(seeds)]
+def sweep_args(data: str, output: Path, seeds: int = 1, mflops: str = "0.05:0.2", points: int = 2) -> list[str]:
+    points = ["--models", "wukong", "--mflops", mflops, "--points", str(points), "--seeds", str(seeds)]
     return ["sweep", "--data", data, *points, "--config", "tiny", *SETS, "--output", str(output)]
 
 
@@ -54,8 +54,9 @@ def test_targets_are_log_spaced_or_listed() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find orphaned workers")
 def test_sweep_resumes_after_a_kill_and_reports(teacher_data: str, tmp_path: Path, capsys) -> None:
     output = tmp_path / "sweep"
-    process = subprocess.Popen([sys.executable, "-m", "wukong", *sweep_args(teacher_data, output)])
-    ids = {"wukong-00-s0", "wukong-01-s0"}
+    args = sweep_args(teacher_data, output, mflops="0.05:0.3", points=3)
+    process = subprocess.Popen([sys.executable, "-m", "wukong", *args])
+    ids = {"wukong-00-s0", "wukong-01-s0", "wukong-02-s0"}
 
     def started_after_one_finished() -> bool:
         finished = {r["id"] for r in journal_lines(output)}
@@ -76,14 +77,14 @@ def test_sweep_resumes_after_a_kill_and_reports(teacher_data: str, tmp_path: Pat
         time.sleep(0.1)
     assert not workers_of(output)
 
-    assert main(sweep_args(teacher_data, output)) == 0
-    assert "1 of 2 trials already finished" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "1 of 3 trials already finished" in capsys.readouterr().out
     records = journal_lines(output)
-    assert len(records) == 2 and records[:1] == first  # the finished trial was not run again
-    assert [r["status"] for r in records] == ["ok"] * 2
+    assert len(records) == 3 and records[:1] == first  # the finished trial was not run again
+    assert [r["status"] for r in records] == ["ok"] * 3
     by_point = sorted(records, key=lambda r: r["point"])
     mflops = [r["mflops_per_example"] for r in by_point]
-    assert mflops == sorted(mflops) and mflops[-1] > 2 * mflops[0]
+    assert mflops == sorted(mflops) and mflops[-1] > 4 * mflops[0]
     for record in records:
         assert record["mflops_per_example"] == pytest.approx(record["target_mflops"], rel=0.05)
         assert record["examples_seen"] == 2304 == record["steps"] * 128  # one pass over the same rows
@@ -96,11 +97,14 @@ def test_sweep_resumes_after_a_kill_and_reports(teacher_data: str, tmp_path: Pat
         assert not (output / "trials" / record["id"] / "checkpoints").exists()
     for name in ("report.md", "report.html", "scaling-logloss.png", "scaling-excess.png", "scaling-compute.png"):
         assert (output / name).stat().st_size > 0
+    laws = json.loads((output / "laws.json").read_text())  # 3 points: a law is fitted (or "no decrease")
+    assert {(law["family"], law["view"]) for law in laws} >= {("wukong", "logloss"), ("wukong", "excess")}
+    assert all(law["fit"] is not None and law["fit"]["points"] == 3 for law in laws)
     assert "| wukong" in (output / "report.md").read_text()
 
     # Another command on the same folder is refused, with one line, before anything runs (seeds alone
     # may be raised, to add seeds to a finished sweep).
-    assert main(sweep_args(teacher_data, output, mflops="0.05:0.3")) == 2
+    assert main(sweep_args(teacher_data, output, mflops="0.05:0.2", points=3)) == 2
     assert "holds an experiment with other targets_mflops" in capsys.readouterr().err
     # The report regenerates from the records alone.
     (output / "report.md").unlink()

@@ -12,7 +12,9 @@ optimum with ``A' > 0`` and ``L∞ ≥ 0``, which :func:`scipy.optimize.curve_fi
 Uncertainty: every seed's result is one observation, so the scatter between seeds enters the
 residual variance; the standard deviations are the least-squares standard errors (the covariance of
 ``curve_fit`` scaled by that variance; ``A``'s by the delta method through ``A = A' · C₀^α``). On
-simulated data with known parameters, ±2 standard errors cover the truth about 95% of the time.
+simulated data with known parameters, ±2 standard errors cover the truth about 95% of the time. A law
+counts as *identified* only where ``α`` lies more than two standard errors above 0
+(:attr:`PowerLaw.identified`); a least-squares curve exists for any decreasing points, a law does not.
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ class PowerLaw:
         """Relative decrease of the loss when compute grows ``factor`` times from ``c``."""
         at = float(self(c))
         return (at - float(self(c * factor))) / at if at else math.nan
+
+    @property
+    def identified(self) -> bool | None:
+        """Whether the data show a power law: α more than two standard errors above 0. None: no
+        standard error (as many points as parameters). A fit with α within 2σ of 0 (a flat curve, or
+        flat then a step) draws a curve through the points but is no evidence of a law."""
+        if not self.decreasing:
+            return False
+        if not math.isfinite(self.exponent_std):
+            return None
+        return self.exponent > 2 * self.exponent_std
 
     def formula(self, symbol: str = "C") -> str:
         if not self.decreasing:

@@ -57,7 +57,8 @@ class Law:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{k: v for k, v in asdict(self).items() if k != "fit"}, "fit": asdict(self.fit) if self.fit else None}
+        fit = {**asdict(self.fit), "identified": self.fit.identified} if self.fit else None
+        return {**{k: v for k, v in asdict(self).items() if k != "fit"}, "fit": fit}
 
 
 @dataclass
@@ -140,12 +141,15 @@ def _mean_std(values: list[float], digits: int = 4) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+IDENTIFIED = {True: "yes", False: "no", None: "unknown (no σ)"}
+
+
 def _law_row(law: Law) -> list[str]:
     fit, names = law.fit, [law.family, LABELS[law.metric], LABELS[law.compute]]
     if fit is None:
-        return [*names, law.reason, "", "", "", "", ""]
+        return [*names, law.reason, "", "", "", "", "", ""]
     if not fit.decreasing:
-        return [*names, f"{fit.floor:.4f}", "no decrease", "", "", str(fit.points), ""]
+        return [*names, f"{fit.floor:.4f}", "no decrease", "", "", str(fit.points), "", "no"]
 
     def pm(value: float, std: float, fmt: str) -> str:
         return f"{value:{fmt}} ± {std:{fmt}}" if math.isfinite(std) else f"{value:{fmt}}"
@@ -158,13 +162,17 @@ def _law_row(law: Law) -> list[str]:
         f"{100 * fit.gain(law.max_compute):.2f}%",
         str(fit.points),
         f"{fit.rmse:.2g}",
+        IDENTIFIED[fit.identified],
     ]
 
 
 def laws_table(laws: list[Law]) -> str:
     from tabulate import tabulate
 
-    headers = ["family", "loss", "compute C", "L∞", "A", "α", f"gain per {GAIN_FACTOR}× at max C", "points", "RMSE"]
+    headers = [
+        *("family", "loss", "compute C", "L∞", "A", "α", f"gain per {GAIN_FACTOR}× at max C", "points", "RMSE"),
+        "law identified (α > 2σ)",
+    ]
     return tabulate([_law_row(law) for law in laws], headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -233,7 +241,8 @@ def build_report(records: list[dict[str, Any]], split: str = "test", title: str 
     )
     note = (
         f"Each point: one pass over the same training rows; {split} split; mean ± std over seeds.{grid} "
-        f"Fits: L = L∞ + A·C^−α, least squares over every seed's result, ± one standard error."
+        f"Fits: L = L∞ + A·C^−α, least squares over every seed's result, ± one standard error; "
+        "a law is identified only where α exceeds two standard errors (otherwise the curve is no evidence of one)."
     )
     markdown = (
         f"# {title}\n\n{note}\n\n## Fitted laws\n\n{laws_table(laws)}\n\n## Points\n\n{points_table(ok, split)}\n"

@@ -4,8 +4,10 @@ A sweep point is ``(family, target MFLOP/example, seed)``. Its config is the pre
 to the target by the family's scaling rule (:func:`wukong.model.scaling.scaled_config`, or width
 scaling with :func:`~wukong.model.scaling.config_for_flops` where that is absent), written as
 ``--set model.*`` overrides so the record says exactly what was trained. Every point sees the same
-data: one pass over the first ``rows`` training rows (``train.epochs=1``,
-``train.max_steps = rows // batch_size``, no early stopping), as production recommenders train, so
+data budget: one pass over ``rows`` training rows (``train.epochs=1``, ``train.max_steps = rows //
+batch_size``, no early stopping; the rows are the first of the seed's shuffled order, so every family
+sees the same rows at one seed, and all of the training split when ``rows`` covers it), as
+production recommenders train, so
 total training compute is proportional to MFLOP/example. Each point is evaluated on the validation
 and test splits; the records go to ``sweep.jsonl`` and :mod:`wukong.experiments.report` fits and
 plots them.

@@ -6,14 +6,14 @@ read)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from wukong.data.errors import DataError
 from wukong.data.manifest import Manifest
 from wukong.data.prepare import PrepareOptions
-from wukong.data.sources import Source, open_source
+from wukong.data.sources import GENERATED, Source, open_source
 
 FANNED_OUT_SPLITS = ("ratio",)  # see check_fanned_out
 
@@ -35,6 +35,8 @@ class Ingest:
     split_by: str = "ratio"  # or "time": by the source's time column (see check_fanned_out)
     partition: str = ""  # the KEY=VALUE folder read, "" for the whole input
     extend_vocabulary: str = ""  # a model (or dataset) folder whose vocabulary ids to keep; "" for none
+    cardinality: int = 0  # synthetic: ids per feature; teacher: the largest cardinality (0: the source's default)
+    teacher: dict[str, Any] = field(default_factory=dict)  # teacher: TeacherConfig fields (``--teacher-*``)
 
     @classmethod
     def of(cls, source: str, input_uri: str, dataset_uri: str, partition: str = "", **settings: Any) -> Ingest:
@@ -49,8 +51,31 @@ class Ingest:
         return cls(source, input_uri, dataset_uri, partition=partition, **settings)
 
     def open(self) -> Source:
+        if self.cardinality and self.source not in GENERATED:
+            raise DataError(f"ingest: cardinality applies to the {' and '.join(GENERATED)} sources, not {self.source}")
         path = Path(self.input_uri) if self.input_uri else None
-        return open_source(self.source, path, rows=self.rows or None, seed=self.seed)
+        return open_source(
+            self.source,
+            path,
+            rows=self.rows or None,
+            seed=self.seed,
+            cardinality=self.cardinality or None,
+            teacher=self._teacher_config(),
+        )
+
+    def _teacher_config(self):
+        """The teacher's shape from :attr:`teacher` (None: the default one), every key checked."""
+        if not self.teacher:
+            return None
+        if self.source != "teacher":
+            raise DataError(f"ingest: teacher settings apply to the teacher source only, not {self.source}")
+        from wukong.data.sources.teacher import TeacherConfig
+
+        known = [f.name for f in fields(TeacherConfig)]
+        unknown = sorted(set(self.teacher) - set(known))
+        if unknown:
+            raise DataError(f"ingest: unknown teacher setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return TeacherConfig(**self.teacher)
 
     def options(self) -> PrepareOptions:
         """Preparation options; the dataset at :attr:`dataset_uri` is replaced."""
