@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from wukong.data.errors import DataError
 from wukong.experiments.powerlaw import fit_power_law
-from wukong.experiments.report import build_report
+from wukong.experiments.report import build_report, write_report
 
 TRUE = {"floor": 0.45, "scale": 0.02, "exponent": 0.3}
 
@@ -71,6 +74,7 @@ def record(family: str, point: int, mflops: float, seed: int, loss: float) -> di
         "model": family,
         "family": family,
         "point": point,
+        "target_mflops": mflops,
         "seed": seed,
         "mflops_per_example": mflops,
         "training_flops": 3 * mflops * 1e6 * 10_000,
@@ -123,3 +127,34 @@ def test_a_grid_counts_each_points_best_recipe_on_validation_only() -> None:
     assert "3 recipes" in report.markdown and "chosen on valid" in report.markdown
     for i in range(4):
         assert f"learning_rate={('0.001', '0.002', '0.004')[i % 3]}" in report.markdown.splitlines()[-4 + i]
+
+
+def write_sweep(folder: Path, records: list[dict], **settings) -> Path:
+    folder.mkdir(parents=True)
+    pinned = {"data": "d", "models": ["wukong"], "targets_mflops": [], "rows": 0, "preset": "p", "grid": None}
+    (folder / "sweep.json").write_text(json.dumps({**pinned, **settings}))
+    (folder / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def test_points_of_another_sweep_on_the_same_budget_join_the_report(tmp_path: Path) -> None:
+    """Points added later (here a lower and a higher target, in two more sweeps) are fitted with the
+    first sweep's; a sweep of other data or an overlapping point is refused, and nothing is written."""
+    curve = {c: 0.42 + 0.03 * c**-0.25 for c in (0.01, 0.05, 0.25, 1.25)}
+    first = write_sweep(tmp_path / "a", [record("wukong", i, c, 0, curve[c]) for i, c in enumerate((0.05, 0.25))])
+    low = write_sweep(tmp_path / "low", [record("wukong", 0, 0.01, 0, curve[0.01])], targets_mflops=[0.01])
+    high = write_sweep(tmp_path / "high", [record("wukong", 0, 1.25, 0, curve[1.25])], targets_mflops=[1.25])
+    written = write_report(first, add=[low, high], output=tmp_path / "all")
+    assert {p.name for p in written} >= {"report.md", "laws.json"}
+    laws = json.loads((tmp_path / "all" / "laws.json").read_text())
+    fit = next(law["fit"] for law in laws if law["view"] == "logloss")
+    assert fit["points"] == 4 and fit["exponent"] == pytest.approx(0.25, rel=1e-3)
+    assert not (first / "report.md").exists()  # --output took the report
+
+    other = write_sweep(tmp_path / "other", [record("wukong", 0, 1.25, 0, 0.4)], data="elsewhere")
+    with pytest.raises(DataError, match=r"another experiment than .*data='d' vs 'elsewhere'"):
+        write_report(first, add=[other], output=tmp_path / "x")
+    again = write_sweep(tmp_path / "again", [record("wukong", 0, 0.25, 1, 0.5)], targets_mflops=[0.25])
+    with pytest.raises(DataError, match=r"measures points that .* measures too \(wukong at 0\.25\)"):
+        write_report(first, add=[again], output=tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -15,7 +15,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from wukong.experiments.sweep import Sweep, parse_grid, parse_targets
 
     if args.action == "report":
-        paths = write_report(Path(args.folder), args.split)
+        output = Path(args.report_output) if args.report_output else None
+        paths = write_report(Path(args.folder), args.split, add=[Path(a) for a in args.add], output=output)
         print("\n".join(str(p) for p in paths))
         return 0
     missing = [flag for flag in ("data", "output") if not getattr(args, flag)]
@@ -73,4 +74,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     report = actions.add_parser("report", help="fit power laws and write PNG + HTML + Markdown for a sweep folder")
     report.add_argument("folder", help="the --output folder of a sweep")
     report.add_argument("--split", default="test", help="split to fit (%(default)s)")
+    report.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another sweep's folder whose points join the report (same data, rows, preset, overrides and "
+        "grid; new points only; repeatable)",
+    )
+    report.add_argument("--output", dest="report_output", help="folder for the report (default: DIR)")
     sweep.set_defaults(func=_sweep)

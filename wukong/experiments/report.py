@@ -22,6 +22,7 @@ import html
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,12 @@ def _families(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r.get("family", r["model"]) for r in records))
 
 
+def point_key(record: dict[str, Any]) -> Any:
+    """What identifies a record's point within its family: its target MFLOP/example (unique in a
+    sweep, and the same in sweeps reported together), else its index, else its measured size."""
+    return record.get("target_mflops", record.get("point", record["mflops_per_example"]))
+
+
 def best_of_grid(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Of the grid's records of each (family, point, seed), the one with the lowest validation LogLoss.
 
@@ -96,7 +103,7 @@ def best_of_grid(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """
     chosen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in records:
-        key = (r.get("family", r["model"]), r.get("point", r["mflops_per_example"]), r.get("seed"))
+        key = (r.get("family", r["model"]), point_key(r), r.get("seed"))
         if "grid" not in r:
             key = (*key, r["id"])
         best = chosen.get(key)
@@ -182,7 +189,7 @@ def points_table(records: list[dict[str, Any]], split: str) -> str:
 
     groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r.get("family", r["model"]), r.get("point", r["mflops_per_example"])), []).append(r)
+        groups.setdefault((r.get("family", r["model"]), point_key(r)), []).append(r)
     has_excess = any("excess_logloss" in r.get(split, {}) for r in records)
     has_grid = any("grid" in r for r in records)
     order = _families(records)
@@ -275,11 +282,58 @@ def _html_table(markdown_table: str) -> str:
     return f"<table><tr>{cells(header, 'th')}</tr>" + "".join(f"<tr>{cells(b, 'td')}</tr>" for b in body) + "</table>"
 
 
-def write_report(folder: Path, split: str = "test", journal: str = "sweep.jsonl") -> list[Path]:
-    """The report of the sweep in ``folder``, written beside its journal."""
+def write_report(
+    folder: Path,
+    split: str = "test",
+    journal: str = "sweep.jsonl",
+    add: Sequence[Path] = (),
+    output: Path | None = None,
+) -> list[Path]:
+    """The report of the sweep in ``folder``, written beside its journal (or in ``output``).
+
+    ``add``: other sweeps' folders whose points join this report: points added later (another FLOP
+    range, other families) on the same data, rows, preset, overrides and grid, which is checked
+    (:func:`check_reportable_together`). A point measured in two of them is refused, not averaged.
+    """
     from wukong.data.errors import DataError
 
     records = list(Journal(folder / journal).records().values())
     if not records:
         raise DataError(f"{folder / journal}: no finished sweep points to report; run `wukong sweep` first")
-    return build_report(records, split).write(folder)
+    for other in add:
+        check_reportable_together(folder, other)
+        more = list(Journal(other / journal).records().values())
+        both = sorted(_points(more) & _points(records))
+        if both:
+            named = ", ".join(f"{family} at {point}" for family, point in both)
+            raise DataError(f"{other}: measures points that {folder} measures too ({named}); add only new points")
+        records += more
+    return build_report(records, split).write(output or folder)
+
+
+def _points(records: list[dict[str, Any]]) -> set[tuple[str, Any]]:
+    return {(r.get("family", r["model"]), point_key(r)) for r in records}
+
+
+# Settings that may differ between sweeps reported together: which points and seeds each trained.
+POINT_SETTINGS = ("models", "targets_mflops", "seeds", "end_seeds")
+
+
+def check_reportable_together(folder: Path, other: Path, settings: str = "sweep.json") -> None:
+    """Raise unless ``other``'s sweep trained on ``folder``'s data budget and recipes.
+
+    Raises:
+        DataError: either has no settings file, or they differ in anything but :data:`POINT_SETTINGS`.
+    """
+    from wukong.data.errors import DataError
+
+    pinned = []
+    for path in (folder / settings, other / settings):
+        if not path.is_file():
+            raise DataError(f"{path}: missing; only folders written by `wukong sweep` can be reported together")
+        pinned.append(json.loads(path.read_text()))
+    ours, theirs = pinned
+    differ = sorted(k for k in set(ours) | set(theirs) if k not in POINT_SETTINGS and ours.get(k) != theirs.get(k))
+    if differ:
+        was = ", ".join(f"{k}={ours.get(k)!r} vs {theirs.get(k)!r}" for k in differ)
+        raise DataError(f"{other}: another experiment than {folder} ({was}); report it on its own")
