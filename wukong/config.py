@@ -339,6 +339,8 @@ class TrainConfig:
     plateau_min_factor: float = 0.0  # the plateau factor's floor (FuxiCTR: min_lr 1e-6 at lr 1e-3, i.e. 1e-3)
     plateau_restore: bool = False  # at each plateau that lowers the rates, go back to the best validation step's
     # weights and optimizer state first (off: train on from the current weights, FuxiCTR's way)
+    ema_decay: float = 0.0  # judge, checkpoint and export an exponential moving average of the dense weights
+    # with this decay (0: off; e.g. 0.998), wukong.train.average
     grad_clip_norm: float = 0.0  # clip the global norm of dense gradients (0: off; replicated tables: only if
     # replicated_tables=dense)
     embedding_grad_clip: float = 0.0  # clamp each table's gradient entries to ±this (0: off)
@@ -377,6 +379,8 @@ class TrainConfig:
         for name in ("max_steps", "warmup_steps", "validate_every", "patience", "checkpoint_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in [0, 1) (0: off, e.g. 0.998), got {self.ema_decay}")
         if self.grad_clip_norm < 0:
             raise ValueError(f"train.grad_clip_norm must be >= 0, got {self.grad_clip_norm}")
         if self.sharding not in SHARDING_STRATEGIES:

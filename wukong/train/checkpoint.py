@@ -35,6 +35,7 @@ from torch.distributed.checkpoint import DefaultLoadPlanner
 from wukong.data.errors import DataError
 from wukong.io import open_storage
 from wukong.io.local import LocalStorage
+from wukong.train.average import TRAINING_WEIGHTS
 from wukong.train.distributed import DistEnv, broadcast_object
 
 PREFIX = "checkpoints"
@@ -147,7 +148,8 @@ class Checkpointer:
         saved with it unless ``rng`` is false.
 
         Returns its marker, and the keys of ``state`` it holds no value for (optimizer state of a
-        parameter saved under another optimizer: those keep the values ``state`` has).
+        parameter saved under another optimizer, or the raw weights of a run saved without a weight
+        average: those keep the values ``state`` has).
 
         Raises:
             DataError: the checkpoint lacks model weights (it is of another model or configuration).
@@ -155,7 +157,7 @@ class Checkpointer:
         folder = self.fetch(step)
         saved = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
         missing = [key for key in flat_keys(state) if key not in saved]
-        weights = [key for key in missing if not key.startswith("optim.")]
+        weights = [key for key in missing if not key.startswith(("optim.", TRAINING_WEIGHTS + "."))]
         if weights:
             raise DataError(
                 f"{self.storage.uri(step_dir(step))}: the checkpoint has no {weights[0]} ({len(weights)} model "

@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from wukong.evaluate import compute_metrics, oracle_metrics
 from wukong.io import open_storage
 from wukong.model import build_model, count_flops
 from wukong.train import outputs, warm_start
+from wukong.train.average import TRAINING_WEIGHTS, WeightAverage
 from wukong.train.checkpoint import Checkpointer, parameters_of
 from wukong.train.distributed import DistEnv
 from wukong.train.module import TrainModule
@@ -138,6 +140,8 @@ class Trainer:
         self.model = DistributedModelParallel(module, device=env.device, plan=plan, sharders=[sharder])
         module.warm_up(self.local_batch, env.device)  # train.compile=dense: compile now (or fall back, logged)
         self.optimizer, self.dense_optimizer = build_optimizers(self.model, train)
+        # train.ema_decay: validation, checkpoints and the exported model use the averaged dense weights
+        self.average = WeightAverage(self.dense_optimizer.params, train.ema_decay) if train.ema_decay else None
         self.steps_per_epoch = len(self.train_reader)  # ⌊rows / batch_size⌋ whatever the world size (data.plan)
         all_epochs = self.steps_per_epoch * train.epochs
         self.total_steps = min(train.max_steps, all_epochs) if train.max_steps else all_epochs  # the real length
@@ -158,7 +162,14 @@ class Trainer:
 
     # ---- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optim": self.optimizer.state_dict()}
+        state = {"model": self.model.state_dict(), "optim": self.optimizer.state_dict()}
+        if self.average:
+            state[TRAINING_WEIGHTS] = self.average.checkpoint_state()
+        return state
+
+    def _averaged(self) -> AbstractContextManager:
+        """The model holds the weights it is judged by inside: the averages under train.ema_decay."""
+        return self.average.applied_weights() if self.average else nullcontext()
 
     def _load(self, step: int, rng: bool = True) -> tuple[dict[str, Any], list[str]]:
         """Load checkpoint ``step``'s weights and optimizer state into the model in place."""
@@ -167,6 +178,12 @@ class Trainer:
         info, fresh = self.checkpointer.load(step, state, rng=rng)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optim"])
+        if self.average and any(key.startswith(TRAINING_WEIGHTS + ".") for key in fresh):
+            self.average.reset()  # saved without an average: its weights are where training and average start
+            fresh = [key for key in fresh if not key.startswith(TRAINING_WEIGHTS + ".")]
+            log(self.env, f"checkpoint step {step} holds no weight average: train.ema_decay starts one from it")
+        elif self.average:
+            self.average.loaded()
         return info, fresh
 
     def _resume(self) -> None:
@@ -190,6 +207,8 @@ class Trainer:
             return
         plan = WarmStart.plan(init_from, self.cfg, self.data_uri, self.schema, label)
         report = plan.load(self.model, self.optimizer, self.env)
+        if self.average:
+            self.average.reset()
         if self.env.is_main:
             outputs.write_json(self.output, warm_start.RECORD, report)
         log(self.env, warm_start.describe(report))
@@ -203,7 +222,8 @@ class Trainer:
         info = {"progress": dataclasses.asdict(p), "data_position": self.train_reader.state_dict(batches=p.batch)}
         if self.saved_step != p.step:
             protect = {p.best_step} if p.best_step is not None else set()
-            self.checkpointer.save(p.step, self._state(), info, protect)
+            with self._averaged():
+                self.checkpointer.save(p.step, self._state(), info, protect)
         elif json.dumps(info, sort_keys=True) != json.dumps(self.saved_info, sort_keys=True):
             self.checkpointer.update_info(p.step, info)
         self.saved_step, self.saved_info = p.step, info
@@ -224,7 +244,8 @@ class Trainer:
         model = pipeline.detach() if pipeline else self.model
         model.eval()
         self.valid_reader.set_epoch(0)
-        probabilities, labels, row_ids = predict(lambda b: model(b)[1][1], self.valid_reader, self.env.device)
+        with self._averaged():
+            probabilities, labels, row_ids = predict(lambda b: model(b)[1][1], self.valid_reader, self.env.device)
         model.train()
         if pipeline:
             pipeline.attach(model)
@@ -294,6 +315,8 @@ class Trainer:
                 loss = pipeline.progress(batches)[0] if pipeline else self._step_plain(batches)
                 p.step += 1
                 p.batch += 1
+                if self.average:
+                    self.average.update(p.step)
                 if self.row_log:
                     self.row_log.trained(p.step, p.epoch, p.batch)
                 _inject_fault(p.step, self.env)
