@@ -124,6 +124,7 @@ def test_a_resumed_run_averages_on_as_an_uninterrupted_one(ml_dataset: str, tmp_
     trainer(ml_dataset, tmp_path / "whole", env, 6).fit()
     trainer(ml_dataset, tmp_path / "resumed", env, 3).fit()
     trainer(ml_dataset, tmp_path / "resumed", env, 6).fit()  # from checkpoint 3: raw weights, averages apart
+
     def validations(run: str) -> dict[int, dict]:
         lines = (tmp_path / run / "history.jsonl").read_text().splitlines()
         return {r["step"]: r["valid"] for r in map(json.loads, lines) if "valid" in r}
