@@ -17,10 +17,10 @@ from wukong.train.distributed import DistEnv
 
 
 def expected_average(start: dict[str, torch.Tensor], steps: list[dict[str, torch.Tensor]], decay: float) -> dict:
-    """The docstring's recurrence, written out: a_t = β_t a_{t-1} + (1 - β_t) w_t, β_t = min(β, (1+t)/(10+t))."""
+    """The docstring's recurrence, written out: a_t = β_t a_{t-1} + (1 - β_t) w_t, β_t = min(β, (t-1)/t)."""
     average = {k: v.clone() for k, v in start.items()}
     for t, weights in enumerate(steps, start=1):
-        beta = min(decay, (1 + t) / (10 + t))
+        beta = min(decay, (t - 1) / t)
         average = {k: beta * average[k] + (1 - beta) * weights[k] for k in average}
     return average
 
@@ -39,6 +39,8 @@ def test_the_average_follows_the_recurrence_and_swaps_in_and_out() -> None:
         seen.append({k: v.detach().clone() for k, v in params.items()})
         average.update(len(seen))
     want = expected_average(start, seen, 0.5)
+    w = [step["weight"] for step in seen]  # β_t = 0, 1/2, 1/2, 1/2: the mean of w1, w2, then halving
+    torch.testing.assert_close(want["weight"], 0.125 * (w[0] + w[1]) + 0.25 * w[2] + 0.5 * w[3])
     raw = seen[-1]
     with pytest.raises(KeyError), average.applied_weights():
         for k, p in params.items():
@@ -48,7 +50,7 @@ def test_the_average_follows_the_recurrence_and_swaps_in_and_out() -> None:
         raise KeyError("an error inside")
     for k, p in params.items():  # back to the raw weights, even after the error
         assert torch.equal(p.detach(), raw[k])
-    assert average.decay_at(1) == pytest.approx(2 / 11) and average.decay_at(10_000) == 0.5
+    assert average.decay_at(1) == 0 and average.decay_at(2) == 0.5 and average.decay_at(10_000) == 0.5
 
 
 @pytest.mark.parametrize("decay", ["1", "-0.1"])
