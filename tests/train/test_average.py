@@ -101,22 +101,8 @@ def test_validation_and_the_exported_model_use_the_averaged_weights(
     from wukong.cli import main
 
     out = tmp_path / "eval"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(tmp_path / "run"),
-                "--data",
-                ml_dataset,
-                "--split",
-                "valid",
-                "--output",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = ["evaluate", "--model", str(tmp_path / "run"), "--data", ml_dataset, "--split", "valid"]
+    assert main([*argv, "--output", str(out)]) == 0
     # The exported (averaged) model scores on the validation split what validation recorded for its step.
     assert json.loads((out / "metrics.json").read_text())["auc"] == pytest.approx(best["auc"], abs=1e-6)
 

@@ -41,7 +41,10 @@ class WeightAverage:
         self.decay = decay
         self.params = dict(params)
         self.averages = {name: p.detach().clone() for name, p in self.params.items()}
-        self.applied = False  # True while the parameters hold the averages (see swap)
+        self.applied = False  # True inside applied_weights, while the parameters hold the averages
+        # The same tensors as lists, for one fused update per step (both are only ever updated in place).
+        self._param_list = [p.detach() for p in self.params.values()]
+        self._average_list = list(self.averages.values())
 
     def decay_at(self, step: int) -> float:
         """:math:`\\beta_t` for the update after optimizer step ``step`` (1-based)."""
@@ -52,9 +55,7 @@ class WeightAverage:
         """Fold the weights of optimizer step ``step`` into the average."""
         if self.applied:
             raise RuntimeError("the average is applied: training must not step the averaged weights")
-        names = list(self.params)
-        averages = [self.averages[n] for n in names]
-        torch._foreach_lerp_(averages, [self.params[n].detach() for n in names], 1.0 - self.decay_at(step))
+        torch._foreach_lerp_(self._average_list, self._param_list, 1.0 - self.decay_at(step))
 
     @torch.no_grad()
     def reset(self) -> None:

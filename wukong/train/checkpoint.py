@@ -35,7 +35,6 @@ from torch.distributed.checkpoint import DefaultLoadPlanner
 from wukong.data.errors import DataError
 from wukong.io import open_storage
 from wukong.io.local import LocalStorage
-from wukong.train.average import TRAINING_WEIGHTS
 from wukong.train.distributed import DistEnv, broadcast_object
 
 PREFIX = "checkpoints"
@@ -143,13 +142,15 @@ class Checkpointer:
     def info(self, step: int) -> dict[str, Any]:
         return json.loads(self.storage.read_bytes(f"{step_dir(step)}/{MARKER}"))
 
-    def load(self, step: int, state: dict[str, Any], rng: bool = True) -> tuple[dict[str, Any], list[str]]:
+    def load(
+        self, step: int, state: dict[str, Any], rng: bool = True, optional: tuple[str, ...] = ("optim.",)
+    ) -> tuple[dict[str, Any], list[str]]:
         """Load step ``step`` into ``state`` in place (resharding as needed), and this rank's RNG state
         saved with it unless ``rng`` is false.
 
-        Returns its marker, and the keys of ``state`` it holds no value for (optimizer state of a
-        parameter saved under another optimizer, or the raw weights of a run saved without a weight
-        average: those keep the values ``state`` has).
+        Returns its marker, and the keys of ``state`` it holds no value for, which must start with one
+        of the ``optional`` prefixes (e.g. optimizer state of a parameter saved under another
+        optimizer): those keep the values ``state`` has.
 
         Raises:
             DataError: the checkpoint lacks model weights (it is of another model or configuration).
@@ -157,7 +158,7 @@ class Checkpointer:
         folder = self.fetch(step)
         saved = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
         missing = [key for key in flat_keys(state) if key not in saved]
-        weights = [key for key in missing if not key.startswith(("optim.", TRAINING_WEIGHTS + "."))]
+        weights = [key for key in missing if not key.startswith(optional)]
         if weights:
             raise DataError(
                 f"{self.storage.uri(step_dir(step))}: the checkpoint has no {weights[0]} ({len(weights)} model "

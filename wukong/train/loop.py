@@ -175,15 +175,18 @@ class Trainer:
         """Load checkpoint ``step``'s weights and optimizer state into the model in place."""
         self.optimizer.init_state()  # optimizer state must exist before DCP can load into it
         state = self._state()
-        info, fresh = self.checkpointer.load(step, state, rng=rng)
+        # Optional: optimizer state saved under another optimizer; raw weights a run without an average lacks.
+        info, fresh = self.checkpointer.load(step, state, rng=rng, optional=("optim.", TRAINING_WEIGHTS + "."))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optim"])
-        if self.average and any(key.startswith(TRAINING_WEIGHTS + ".") for key in fresh):
-            self.average.reset()  # saved without an average: its weights are where training and average start
-            fresh = [key for key in fresh if not key.startswith(TRAINING_WEIGHTS + ".")]
-            log(self.env, f"checkpoint step {step} holds no weight average: train.ema_decay starts one from it")
-        elif self.average:
-            self.average.loaded()
+        if self.average:
+            without_average = [key for key in fresh if key.startswith(TRAINING_WEIGHTS + ".")]
+            if without_average:  # its weights are where training and the average start
+                self.average.reset()
+                log(self.env, f"checkpoint step {step} holds no weight average: train.ema_decay starts one from it")
+            else:
+                self.average.loaded()
+            fresh = [key for key in fresh if key not in without_average]
         return info, fresh
 
     def _resume(self) -> None:
