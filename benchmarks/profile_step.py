@@ -12,12 +12,13 @@ up to the step.
 Profiled models: Wukong at the public reference's default size (``wukong.benchmark.SPEED_REFERENCE_*``:
 3 layers, nF = nL = 40, k = 8, FMB MLP [512, 256], head [512, 256], d = 16, batch 4096) and Wukong
 width-scaled from it to ~1 MFLOP/example. ``--compile both`` profiles each also with
-``train.compile=dense``. Beside each profile: examples/s of the training steps (the median step of the
-unprofiled second epoch: validation and checkpoints excluded, like ``wukong train``'s log windows)
-and their share of a matmul peak measured right before and after it. Written to docs/benchmarks.md
-between this script's markers.
+``train.compile=dense``, and ``--precision both`` each also with ``train.precision=bf16``.
+Beside each profile: examples/s of the training steps (the median step of the unprofiled second
+epoch: validation and checkpoints excluded, like ``wukong train``'s log windows) and their share of
+a matmul peak (fp32) measured right before and after it. Written to docs/benchmarks.md between this
+script's markers.
 
-    python benchmarks/profile_step.py [--rows 60000] [--compile none|dense|both] [--no-write]
+    python benchmarks/profile_step.py [--rows 60000] [--compile none|dense|both] [--precision fp32|bf16|both]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ SETTINGS = [
     "train.patience=0",
 ]
 COMPILE_MODES = {"none": ("none",), "dense": ("dense",), "both": ("none", "dense")}
+PRECISIONS = {"fp32": ("fp32",), "bf16": ("bf16",), "both": ("fp32", "bf16")}
 
 
 def prepare(rows: int, folder: str) -> str:
@@ -61,13 +63,13 @@ def prepare(rows: int, folder: str) -> str:
     return data
 
 
-def config(data: str, mflops: float | None, compile_mode: str) -> Config:
+def config(data: str, mflops: float | None, compile_mode: str, precision: str = "fp32") -> Config:
     """The reference preset, or Wukong width-scaled from it to ``mflops`` MFLOP/example."""
     from wukong.data.manifest import read_manifest
     from wukong.io import open_storage
     from wukong.model.scaling import config_for_flops
 
-    cfg = load_config(PRESET, [*SETTINGS, f"train.compile={compile_mode}"])
+    cfg = load_config(PRESET, [*SETTINGS, f"train.compile={compile_mode}", f"train.precision={precision}"])
     if mflops is not None:
         schema = read_manifest(open_storage(data)).schema
         cfg = dataclasses.replace(cfg, model=config_for_flops("wukong", schema, cfg.model, mflops))
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60_000, help="rows generated (80%% train)")
     parser.add_argument("--mflops", type=float, default=1.0, help="the scaled Wukong's MFLOP/example target")
     parser.add_argument("--compile", choices=sorted(COMPILE_MODES), default="none", help="train.compile setting(s)")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="train.precision setting(s)")
     parser.add_argument("--ops", type=int, default=10, help="list the ops with the most dense time (%(default)s)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
@@ -106,9 +109,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = prepare(args.rows, tmp)
         for label, mflops in (("reference", None), (f"{args.mflops:g} MFLOP", args.mflops)):
-            for mode in COMPILE_MODES[args.compile]:
-                cfg = config(data, mflops, mode)
-                name = label + (", compiled" if mode == "dense" else "")
+            for precision, mode in itertools.product(PRECISIONS[args.precision], COMPILE_MODES[args.compile]):
+                cfg = config(data, mflops, mode, precision)
+                name = label + (", bf16" if precision == "bf16" else "") + (", compiled" if mode == "dense" else "")
                 run = partial(profile_training, cfg, data, f"{tmp}/run{len(profiles)}")
                 (profile, model_mflops, step_seconds), peak = beside_peak(run)
                 rate = cfg.train.batch_size / step_seconds
@@ -127,7 +130,8 @@ def main() -> None:
     batch = load_config(PRESET).train.batch_size
     header = (
         f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, fp32, 1 process; `{PRESET}` preset (batch {batch}), "
+        f"torch {torch.__version__}, {' and '.join(PRECISIONS[args.precision])}, 1 process; "
+        f"`{PRESET}` preset (batch {batch}), "
         f"{args.rows * 8 // 10:,} training rows; examples/s: the median step of the second epoch, unprofiled; "
         f"phases: the third epoch, profiled. " + "; ".join(notes) + "."
     )

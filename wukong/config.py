@@ -250,6 +250,7 @@ CPU_EMBEDDING_OPTIMIZERS = ("rowwise_adagrad", "adagrad", "sgd")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 REPLICATED_TABLE_MODES = ("embedding", "dense")  # train.replicated_tables: which optimizer trains them
 COMPILE_MODES = ("none", "dense")  # train.compile: what runs under torch.compile
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision: the interaction arch's compute precision
 
 
 def _embedding_weight_decay(where: str, optimizer: str, weight_decay: float) -> None:
@@ -357,6 +358,8 @@ class TrainConfig:
     pipeline: bool = True  # TrainPipelineSparseDist: overlap input distribution with compute
     compile: str = "none"  # dense: torch.compile (inductor) the interaction arch of training steps (eager
     # fallback, logged, if it fails; validation stays eager); none: eager everywhere
+    precision: str = "auto"  # the interaction arch's compute: bf16 (autocast; weights, embeddings, loss and
+    # optimizer states stay fp32), fp32, or auto: bf16 on GPUs, fp32 on CPUs (wukong.train.precision)
     num_workers: int = 0  # DataLoader worker processes per rank
     seed: int = 0
 
@@ -402,6 +405,7 @@ class TrainConfig:
         _choice("train", "embedding_optimizer", self.embedding_optimizer, EMBEDDING_OPTIMIZERS)
         _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
         _choice("train", "compile", self.compile, COMPILE_MODES)
+        _choice("train", "precision", self.precision, PRECISIONS)
         _choice("train", "replicated_tables", self.replicated_tables, REPLICATED_TABLE_MODES)
         _embedding_weight_decay("train.embedding_weight_decay", self.embedding_optimizer, self.embedding_weight_decay)
         for i, group in enumerate(self.embedding_groups):

@@ -304,6 +304,7 @@ def test_every_knob_trains_exports_and_evaluates(ml_dataset: str, tmp_path: Path
         "train.grad_clip_norm=10",
         "train.plateau_factor=0.1",
         "train.ema_decay=0.99",
+        "train.precision=bf16",
         "train.embedding_groups=[{features: [movie_id], optimizer: adagrad, learning_rate: 0.02}]",
     ]
     run = wukong_train(

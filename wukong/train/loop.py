@@ -41,6 +41,7 @@ from wukong.train.optim import (
     embedding_optimizers,
     plateau_scale,
 )
+from wukong.train.precision import precision_note, resolve_precision
 from wukong.train.predict import predict
 from wukong.train.rowlog import RowLog
 from wukong.train.sharding import build_plan, format_plan, make_sharder, plan_rows
@@ -119,9 +120,14 @@ class Trainer:
         torch.manual_seed(train.seed)
         model = build_model(cfg.model.name, self.schema, cfg.model, device="meta")
         self.flops = count_flops(model)
+        self.precision = resolve_precision(train.precision, env.device)
+        note = precision_note(self.precision, env.device)
+        if note:
+            log(env, note)
         module = TrainModule(
             model,
-            bf16=env.device.type == "cuda",
+            precision=self.precision,
+            device_type=env.device.type,
             embedding_l2=train.embedding_l2,
             compile=train.compile,
             log=lambda message: log(env, message),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
@@ -12,6 +11,7 @@ from torch.autograd.profiler import record_function
 from wukong.data.batch import Batch
 from wukong.model import RankingModel
 from wukong.train.compile import DenseArch
+from wukong.train.precision import autocast
 
 
 class TrainModule(nn.Module):
@@ -25,8 +25,8 @@ class TrainModule(nn.Module):
     ``2λ e / B``, and only rows looked up in the batch. Backward runs on ``L``; the reported loss
     (logged, checked for divergence) is the BCE alone, comparable across settings.
 
-    With ``bf16=True`` (GPUs) the interaction arch runs under bf16 autocast; embeddings, loss and
-    optimizer states stay fp32. CPUs train in fp32 (bf16 matmuls are far slower there without AMX).
+    With ``precision="bf16"`` the interaction arch runs under bf16 autocast on ``device_type``
+    (the device the module is sharded to); embeddings, loss and optimizer states stay fp32 (:mod:`wukong.train.precision`).
 
     With ``compile="dense"`` training steps run the arch through ``torch.compile`` (:mod:`wukong.train.compile`;
     call :meth:`warm_up` once the model is materialised). The forward's phases carry profiler labels
@@ -36,19 +36,17 @@ class TrainModule(nn.Module):
     def __init__(
         self,
         model: RankingModel,
-        bf16: bool = False,
+        precision: str = "fp32",
+        device_type: str = "cpu",
         embedding_l2: float = 0.0,
         compile: str = "none",
         log: Callable[[str], None] = print,
     ) -> None:
         super().__init__()
         self.model = model
-        self.bf16 = bf16
+        self.precision, self.device_type = precision, device_type
         self.embedding_l2 = embedding_l2
         self.dense = DenseArch(model.arch, compile, log)
-
-    def _precision(self) -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
     def warm_up(self, batch_size: int, device: torch.device) -> None:
         """Compile the dense arch now for batches of ``batch_size`` (nothing when ``compile="none"``),
@@ -59,13 +57,13 @@ class TrainModule(nn.Module):
         generator = torch.Generator(device).manual_seed(0)
         shape = (batch_size, embedding.num_features, embedding.dim)
         example = torch.randn(shape, device=device, generator=generator)
-        self.dense.warm_up(example, self._precision())
+        self.dense.warm_up(example, autocast(self.precision, device.type))
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         with record_function("wukong.embedding"):
             x = self.model.embedding(batch.dense, batch.sparse)
         with record_function("wukong.dense_forward"):
-            with self._precision():
+            with autocast(self.precision, self.device_type):
                 logits = self.dense(x).float()
             loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
             objective = loss
