@@ -9,6 +9,8 @@ noisy run. The table is printed and written into docs/benchmarks.md between this
 
 ``--compile dense`` runs each arch under ``torch.compile`` (inductor; ``train.compile=dense``);
 ``--compile both`` measures every point eager and compiled back to back (a same-run before/after).
+``--precision bf16`` (or ``both``) runs the archs under bf16 autocast (``train.precision=bf16``),
+each such point beside a 2048² bf16 ``torch.mm`` peak instead.
 
     python benchmarks/model_throughput.py [--seconds 3] [--batch-size 512] [--no-write]
     python benchmarks/model_throughput.py --models wukong --sizes 1 50 --compile both --no-write
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 
 import torch
 from benchmarks_doc import cpu_name, publish
@@ -29,6 +32,7 @@ from wukong.model.scaling import config_for_flops
 BEGIN, END = "<!-- model_throughput:begin -->", "<!-- model_throughput:end -->"
 SIZES_MFLOPS = (1.0, 10.0, 50.0)
 COMPILE_MODES = {"none": (False,), "dense": (True,), "both": (False, True)}
+PRECISIONS = {"fp32": ("fp32",), "bf16": ("bf16",), "both": ("fp32", "bf16")}
 
 
 def main() -> None:
@@ -38,6 +42,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
     parser.add_argument("--sizes", nargs="+", type=float, default=list(SIZES_MFLOPS), help="MFLOP/example targets")
     parser.add_argument("--compile", choices=sorted(COMPILE_MODES), default="none", help="torch.compile the archs")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="the archs' precision(s)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
@@ -47,17 +52,23 @@ def main() -> None:
     for name in args.models:
         for mflops in args.sizes:
             model_cfg = config_for_flops(name, schema, cfg.model, mflops)
-            for compiled in COMPILE_MODES[args.compile]:
-                results.append(model_throughput(name, schema, model_cfg, args.batch_size, args.seconds, compiled))
+            for precision, compiled in itertools.product(PRECISIONS[args.precision], COMPILE_MODES[args.compile]):
+                point = model_throughput(
+                    name, schema, model_cfg, args.batch_size, args.seconds, compiled, precision=precision
+                )
+                results.append(point)
                 print(format_table(results[-1:]).splitlines()[-1], flush=True)
 
     table = format_table(results, fmt="github")
-    peaks = [r.peak_gflops for r in results]
+    ranges = []
+    for precision in PRECISIONS[args.precision]:
+        peaks = [r.peak_gflops for r in results if ("+bf16" in r.model) == (precision == "bf16")]
+        ranges.append(f"{precision} {min(peaks):.1f}-{max(peaks):.1f}")
     header = (
         f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, fp32; batch {args.batch_size}, {args.seconds:g} s per point. "
-        f"Matmul peak: the best {PEAK_SIZE}² fp32 `torch.mm` burst beside each point "
-        f"({min(peaks):.1f}-{max(peaks):.1f} GFLOP/s over the run)."
+        f"torch {torch.__version__}, {' and '.join(PRECISIONS[args.precision])}; batch {args.batch_size}, "
+        f"{args.seconds:g} s per point. Matmul peak: the best {PEAK_SIZE}² `torch.mm` burst of the point's "
+        f"precision beside each point ({', '.join(ranges)} GFLOP/s over the run)."
     )
     publish(BEGIN, END, header, table, write=not args.no_write)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from wukong import benchmark
 from wukong.benchmark import (
     SPEED_REFERENCE_PRESET,
     SPEED_REFERENCE_SETTINGS,
@@ -76,6 +77,22 @@ def test_model_throughput_reports_the_peak_measured_beside_it(tiny: Config, tiny
     assert log.count("burst") == 4
     assert result.peak_gflops == 50.0
     assert result.ratio == pytest.approx(result.achieved_gflops / 50.0)
+
+
+@pytest.mark.slow
+def test_bf16_points_run_under_autocast_beside_a_bf16_peak(
+    tiny: Config, tiny_schema: FeatureSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dtypes: list[torch.dtype] = []
+    monkeypatch.setattr(benchmark, "matmul_gflops", lambda dtype=torch.float32: dtypes.append(dtype) or 100.0)
+    contexts: list[tuple[str, str]] = []
+    original = benchmark.autocast
+    monkeypatch.setattr(benchmark, "autocast", lambda *args: contexts.append(args) or original(*args))
+    result = model_throughput("wukong", tiny_schema, tiny.model, 16, 0.0, precision="bf16")
+    assert result.model == "wukong+bf16"
+    assert contexts and set(contexts) == {("bf16", "cpu")}  # every step under bf16 autocast
+    assert dtypes == [torch.bfloat16] * 4  # before, between and after the slices: bf16 bursts only
+    assert result.peak_gflops == 100.0
 
 
 def test_the_speed_reference_is_issue_13s_config_without_the_recipe() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import torch
@@ -27,6 +28,7 @@ from wukong.data.batch import random_batch
 from wukong.model.build import build_model
 from wukong.model.flops import count_flops
 from wukong.schema import FeatureSchema
+from wukong.train.precision import autocast
 
 TRAIN_FLOPS_PER_FORWARD = 3
 T = TypeVar("T")
@@ -140,7 +142,8 @@ def model_throughput(
     batch_size: int,
     seconds: float,
     compile_arch: bool = False,
-    burst: Callable[[], float] = matmul_gflops,
+    burst: Callable[[], float] | None = None,
+    precision: str = "fp32",
 ) -> Throughput:
     """Forward+backward examples/s of model ``name`` on one fixed random batch, with the matmul peak
     measured beside it (:func:`rate_beside_peak`; ``burst`` takes one peak sample).
@@ -149,7 +152,9 @@ def model_throughput(
     only the looked-up rows inside the backward pass, whereas an unsharded collection's dense
     gradient would zero-fill every table on every step and time a memset, not the model. With
     ``compile_arch`` the interaction arch runs under ``torch.compile`` (as ``train.compile=dense``),
-    compiled during the warm-up, outside the timed slices.
+    compiled during the warm-up, outside the timed slices. With ``precision="bf16"`` the arch runs
+    under bf16 autocast (``train.precision=bf16``) and the peak beside it is a bf16 matmul's, so
+    the ratio holds the point against the best kernel of the precision it computes in.
     """
     model = build_model(name, schema, config)
     if model.embedding.ebc is not None:
@@ -161,11 +166,15 @@ def model_throughput(
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        loss_fn(model(batch.dense, batch.sparse), batch.labels).backward()
+        with autocast(precision, "cpu"):
+            logits = model(batch.dense, batch.sparse).float()
+        loss_fn(logits, batch.labels).backward()
 
+    if burst is None:
+        burst = partial(matmul_gflops, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
     rate, peak = rate_beside_peak(step, seconds, burst=burst)
     return Throughput(
-        model=f"{name}+compile" if compile_arch else name,
+        model=name + ("+bf16" if precision == "bf16" else "") + ("+compile" if compile_arch else ""),
         mflops_per_example=count_flops(model).mflops,
         dense_params=model.parameter_counts()["dense"],
         batch_size=batch_size,

@@ -26,7 +26,8 @@ class TrainModule(nn.Module):
     (logged, checked for divergence) is the BCE alone, comparable across settings.
 
     With ``precision="bf16"`` the interaction arch runs under bf16 autocast on ``device_type``
-    (the device the module is sharded to); embeddings, loss and optimizer states stay fp32 (:mod:`wukong.train.precision`).
+    (the device the module is sharded to); embeddings, loss and optimizer states stay fp32
+    (:mod:`wukong.train.precision`).
 
     With ``compile="dense"`` training steps run the arch through ``torch.compile`` (:mod:`wukong.train.compile`;
     call :meth:`warm_up` once the model is materialised). The forward's phases carry profiler labels
