@@ -2,8 +2,8 @@
 
 ``bf16`` runs the dense arch under ``torch.autocast(dtype=bfloat16)``: its matrix products
 (``linear``, ``mm``, ``bmm``, ``einsum``'s products) take bf16 inputs and accumulate in fp32,
-while parameters, embeddings, the loss, the gradients' accumulation into fp32 weights and the
-optimizer states stay fp32 (mixed precision, no loss scaling: bf16 has fp32's exponent range).
+while the parameters and their gradients, the embeddings, the loss and the optimizer states stay
+fp32 (mixed precision without loss scaling: bf16 has fp32's exponent range).
 Normalisations and reductions run in fp32 under autocast's own rules.
 
 ``auto`` picks bf16 on GPUs and fp32 on CPUs. A CPU computes bf16 products fast only with AMX
