@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+# --precision of the benchmarks that time training steps: the train.precision settings each measures
+PRECISIONS = {"fp32": ("fp32",), "bf16": ("bf16",), "both": ("fp32", "bf16")}
 
 
 def cpu_name() -> str:

@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -191,20 +189,13 @@ def reference_quality(data: Path, seed: int, work: Path) -> dict:
 
 
 # ---- this project -----------------------------------------------------------------------------------
-def our_steps_per_s(data: str, out: Path, flags: list[str], steps: int) -> tuple[float, float]:
-    """(examples/s, MFLOP/example) of ``wukong train`` with the reference's layer: median log window."""
-    from wukong.benchmark import SPEED_REFERENCE_PRESET, SPEED_REFERENCE_SETTINGS
+def our_steps_per_s(data: str, out: Path, flags: list[str], args: argparse.Namespace) -> tuple[float, float]:
+    """(examples/s, MFLOP/example) of ``wukong train`` with the reference's layer: its median log window
+    (``train_throughput.train``, the same run as that benchmark's reference rows)."""
+    from train_throughput import REFERENCE, train
 
-    settings = [*SPEED_REFERENCE_SETTINGS, *SAME_LAYER]
-    command = [sys.executable, "-m", "wukong", "train", "--data", data, "--output", str(out), "--model", "wukong"]
-    command += ["--config", SPEED_REFERENCE_PRESET, *(f for s in settings for f in ("--set", s)), *flags]
-    command += ["--max-steps", str(steps), "--log-every", "10", "--checkpoint-every", "0", "--warmup-steps", "10"]
-    command += ["--validate-every", "0", "--epochs", "1000"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(result.stderr[-3000:])
-    windows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-    rate = statistics.median(w["examples_per_s"] for w in windows if "loss" in w and w["step"] > 10)
+    same_layer = [f for setting in SAME_LAYER for f in ("--set", setting)]
+    rate = train(data, out, "reference", "wukong", 1, [*REFERENCE, *same_layer, *flags], args)
     return rate, json.loads((out / "model_card.json").read_text())["mflops_per_example"]
 
 
@@ -213,21 +204,19 @@ def speed(args: argparse.Namespace) -> None:
     import torch
     from benchmarks_doc import cpu_name, publish
     from tabulate import tabulate
+    from train_throughput import prepare
 
     best: dict[str, float] = {}
     mflops: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data = f"{tmp}/data"
-        prepare = [sys.executable, "-m", "wukong", "data", "prepare", "--source", "teacher", "--rows", str(args.rows)]
-        prepare += ["--teacher-fields", str(FIELDS), "--teacher-dense", "0", "--output", data, "--quiet"]
-        subprocess.run(prepare, check=True)
+        data = prepare("reference", args.rows, f"{tmp}/data")  # 10 categorical fields, no dense one
         for round_ in range(args.rounds):
             rate = reference_steps_per_s(args.steps // 10, chunks=10)
             best[REFERENCE_LABEL] = max(best.get(REFERENCE_LABEL, 0.0), rate)
             print(f"round {round_ + 1}: {REFERENCE_LABEL}: {rate:,.0f} examples/s", flush=True)
             for index, (label, flags) in enumerate(OURS.items()):
                 out = Path(tmp) / f"round{round_}-run{index}"
-                rate, mflops[label] = our_steps_per_s(data, out, flags, args.steps)
+                rate, mflops[label] = our_steps_per_s(data, out, flags, args)
                 best[label] = max(best.get(label, 0.0), rate)
                 print(f"round {round_ + 1}: {label}: {rate:,.0f} examples/s", flush=True)
     reference = best[REFERENCE_LABEL]
@@ -272,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     speed_parser.add_argument("--rounds", type=int, default=2)
     speed_parser.add_argument("--steps", type=int, default=60, help="steps of each run")
     speed_parser.add_argument("--rows", type=int, default=300_000, help="rows of this project's dataset")
+    speed_parser.set_defaults(batch_size=None)  # train_throughput.train's flag for its other presets
     speed_parser.add_argument("--no-write", action="store_true")
     quality_parser = commands.add_parser("quality", help="FuxiCTR's fit and evaluate on pre-split Parquet files")
     quality_parser.add_argument("--data", required=True, help="folder of train/valid/test.parquet and features.yaml")
@@ -281,8 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     if not (source / "WuKong.py").is_file():
         parser.error(f"--fuxictr-src {source}: no WuKong.py there (FuxiCTR's model_zoo/WuKong/src)")
     sys.path.insert(0, str(source.resolve()))
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    speed(args) if args.command == "speed" else quality(args)
+    if args.command == "speed":
+        speed(args)
+    else:
+        quality(args)
 
 
 if __name__ == "__main__":

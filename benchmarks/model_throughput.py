@@ -23,7 +23,7 @@ import datetime
 import itertools
 
 import torch
-from benchmarks_doc import cpu_name, publish
+from benchmarks_doc import PRECISIONS, cpu_name, publish
 
 from wukong.benchmark import PEAK_SIZE, format_table, model_throughput
 from wukong.config import MODEL_NAMES, load_config
@@ -32,7 +32,6 @@ from wukong.model.scaling import config_for_flops
 BEGIN, END = "<!-- model_throughput:begin -->", "<!-- model_throughput:end -->"
 SIZES_MFLOPS = (1.0, 10.0, 50.0)
 COMPILE_MODES = {"none": (False,), "dense": (True,), "both": (False, True)}
-PRECISIONS = {"fp32": ("fp32",), "bf16": ("bf16",), "both": ("fp32", "bf16")}
 
 
 def main() -> None:

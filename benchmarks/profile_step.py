@@ -35,7 +35,7 @@ import time
 from functools import partial
 
 import torch
-from benchmarks_doc import cpu_name, publish
+from benchmarks_doc import PRECISIONS, cpu_name, publish
 
 from wukong.benchmark import SPEED_REFERENCE_PRESET, SPEED_REFERENCE_SETTINGS, beside_peak, peak_ratio
 from wukong.config import Config, load_config
@@ -51,7 +51,6 @@ SETTINGS = [
     "train.patience=0",
 ]
 COMPILE_MODES = {"none": ("none",), "dense": ("dense",), "both": ("none", "dense")}
-PRECISIONS = {"fp32": ("fp32",), "bf16": ("bf16",), "both": ("fp32", "bf16")}
 
 
 def prepare(rows: int, folder: str) -> str:

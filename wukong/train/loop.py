@@ -120,13 +120,13 @@ class Trainer:
         torch.manual_seed(train.seed)
         model = build_model(cfg.model.name, self.schema, cfg.model, device="meta")
         self.flops = count_flops(model)
-        self.precision = resolve_precision(train.precision, env.device)
-        note = precision_note(self.precision, env.device)
+        precision = resolve_precision(train.precision, env.device)
+        note = precision_note(precision, env.device)
         if note:
             log(env, note)
         module = TrainModule(
             model,
-            precision=self.precision,
+            precision=precision,
             device_type=env.device.type,
             embedding_l2=train.embedding_l2,
             compile=train.compile,
