@@ -270,6 +270,13 @@ def main(argv: list[str] | None = None) -> None:
     source = Path(args.fuxictr_src)
     if not (source / "WuKong.py").is_file():
         parser.error(f"--fuxictr-src {source}: no WuKong.py there (FuxiCTR's model_zoo/WuKong/src)")
+    if args.command == "quality":
+        needed = ["features.yaml", *(f"{split}.parquet" for split in ("train", "valid", "test"))]
+        missing = [name for name in needed if not (Path(args.data) / name).is_file()]
+        if missing:
+            parser.error(
+                f"--data {args.data}: missing {', '.join(missing)} (the output folder of benchmarks/implicit_ctr.py)"
+            )
     sys.path.insert(0, str(source.resolve()))
     if args.command == "speed":
         speed(args)

@@ -62,3 +62,18 @@ def test_a_missing_reference_source_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert f"--fuxictr-src {tmp_path}: no WuKong.py there" in run.stderr
+
+
+def test_quality_without_its_splits_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "WuKong.py").write_text("")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.parquet").write_bytes(b"")
+    command = [sys.executable, str(SCRIPT), "--fuxictr-src", str(tmp_path / "src")]
+    run = subprocess.run(
+        [*command, "quality", "--data", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    assert "missing features.yaml, valid.parquet, test.parquet" in run.stderr
