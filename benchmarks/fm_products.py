@@ -1,11 +1,15 @@
-"""The FMB's two products ``X (Xᵀ Y)``, as the model computes them against the previous formulation.
+"""The FMB's two products ``X (Xᵀ Y)``, as the model computes them against two earlier formulations.
 
-``FactorizationMachineBlock.interactions`` multiplies with two batched products and a static Y
-broadcast as a stride-0 view (``bmm(X, bmm(Xᵀ, Y_b))``). Before, it called ``matmul(Xᵀ, Y)`` with a
-2-D Y, which folds the batch into the rows of a 2-D product and so first copies ``Xᵀ`` into a
-contiguous ``(B·d, n)`` block. Both are timed forward and backward on the shapes of the model
-benchmark's Wukong points (d = 128, n = 27) and of the public reference's config (d = 16, n = 11 and
-its 80-row layers), interleaved, best of ``--repeats``; the table goes to docs/benchmarks.md.
+``FactorizationMachineBlock.interactions`` computes ``Zᵀ = Yᵀ X`` first, with a static Y broadcast
+as a stride-0 view, then ``X (Zᵀ)ᵀ``, both batched: ``bmm(X, bmm(Yᵀ_b, X)ᵀ)``. The first earlier
+form called ``matmul(Xᵀ, Y)`` with a 2-D Y, which folds the batch into the rows of a 2-D product and
+so first copies ``Xᵀ`` into a contiguous ``(B·d, n)`` block. The second, ``bmm(X, bmm(Xᵀ, Y_b))``,
+has no copy forward, but the gradient of its first product reaches X transposed, and adding it to
+the second product's (a strided sum over the whole ``(B, n, d)`` block) cost more than either product
+at d = 128; ``Yᵀ X`` sends both gradients back in X's own layout. All three are timed forward and
+backward on the shapes of the model benchmark's Wukong points (d = 128, n = 27) and of the public
+reference's config (d = 16, n = 11 and its 80-row layers), interleaved, best of ``--repeats``; the
+table goes to docs/benchmarks.md.
 
     python benchmarks/fm_products.py [--repeats 5] [--no-write]
 """
@@ -23,6 +27,7 @@ from benchmarks_doc import cpu_name, publish
 from tabulate import tabulate
 
 from wukong.model.blocks import FactorizationMachineBlock
+from wukong.train.malloc import configure_malloc
 
 BEGIN, END = "<!-- fm_products:begin -->", "<!-- fm_products:end -->"
 # (label, B, n, d, k)
@@ -34,9 +39,14 @@ SHAPES = [
 ]
 
 
-def previous(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The earlier formulation (the baseline)."""
+def folded(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The first formulation (the baseline): ``matmul`` with a 2-D Y copies ``Xᵀ`` to fold the batch."""
     return torch.matmul(x, torch.matmul(x.transpose(1, 2), y))
+
+
+def transposed_first(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The second: ``Xᵀ Y`` first, batched over a broadcast Y."""
+    return torch.bmm(x, torch.bmm(x.transpose(1, 2), y.expand(x.shape[0], *y.shape)))
 
 
 def train_step(interactions: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> None:
@@ -57,14 +67,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timings of each (the best counts)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    configure_malloc("retain")  # allocate as training does (train.malloc's default)
     torch.manual_seed(0)
     rows = []
     for label, batch, n, d, k in SHAPES:
         fmb = FactorizationMachineBlock(n, d, num_outputs=1, rank=k, hidden=[])
         x = torch.randn(batch, n, d, requires_grad=True)
-        torch.testing.assert_close(fmb.interactions(x), previous(x, fmb.projection.weight), rtol=1e-4, atol=1e-3)
+        y = fmb.projection.weight
+        for earlier in (folded, transposed_first):
+            torch.testing.assert_close(fmb.interactions(x), earlier(x, y), rtol=1e-4, atol=1e-3)
         steps = {
-            "before": partial(train_step, partial(previous, y=fmb.projection.weight), x),
+            "folded": partial(train_step, partial(folded, y=y), x),
+            "transposed": partial(train_step, partial(transposed_first, y=y), x),
             "now": partial(train_step, fmb.interactions, x),
         }
         best = {name: float("inf") for name in steps}
@@ -72,21 +86,25 @@ def main() -> None:
             for name, step in steps.items():
                 best[name] = min(best[name], milliseconds(step))
         rows.append(
-            [
-                label,
-                f"{batch}×{n}×{d}, k={k}",
-                f"{best['before']:.2f}",
-                f"{best['now']:.2f}",
-                f"{best['before'] / best['now']:.2f}x",
-            ]
+            [label, f"{batch}×{n}×{d}, k={k}"]
+            + [f"{best[name]:.2f}" for name in steps]
+            + [f"{best['folded'] / best['now']:.2f}x", f"{best['transposed'] / best['now']:.2f}x"]
         )
         print(rows[-1], flush=True)
-    headers = ["shape", "X, Y rank", "before: ms (matmul, 2-D Y)", "now: ms (bmm, broadcast Y)", "speed-up"]
+    headers = [
+        "shape",
+        "X, Y rank",
+        "first: ms (matmul, 2-D Y)",
+        "second: ms (Xᵀ Y first)",
+        "now: ms (Yᵀ X first)",
+        "now vs first",
+        "now vs second",
+    ]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     header = (
         f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}, fp32: forward and backward of `X (Xᵀ Y)` (to X and Y), best of {args.repeats} "
-        "interleaved timings."
+        "interleaved timings, train.malloc=retain."
     )
     publish(BEGIN, END, header, table, write=not args.no_write)
 

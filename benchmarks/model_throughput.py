@@ -10,7 +10,9 @@ noisy run. The table is printed and written into docs/benchmarks.md between this
 ``--compile dense`` runs each arch under ``torch.compile`` (inductor; ``train.compile=dense``);
 ``--compile both`` measures every point eager and compiled back to back (a same-run before/after).
 ``--precision bf16`` (or ``both``) runs the archs under bf16 autocast (``train.precision=bf16``),
-each such point beside a 2048² bf16 ``torch.mm`` peak instead.
+each such point beside a 2048² bf16 ``torch.mm`` peak instead. The process allocates as training
+does (``train.malloc``, default ``retain``); ``--malloc system`` keeps glibc's defaults, for a
+before/after in two runs (the setting is process-wide).
 
     python benchmarks/model_throughput.py [--seconds 3] [--batch-size 512] [--no-write]
     python benchmarks/model_throughput.py --models wukong --sizes 1 50 --compile both --no-write
@@ -26,8 +28,9 @@ import torch
 from benchmarks_doc import PRECISIONS, cpu_name, publish
 
 from wukong.benchmark import PEAK_SIZE, format_table, model_throughput
-from wukong.config import MODEL_NAMES, load_config
+from wukong.config import MALLOC_MODES, MODEL_NAMES, load_config
 from wukong.model.scaling import config_for_flops
+from wukong.train.malloc import configure_malloc
 
 BEGIN, END = "<!-- model_throughput:begin -->", "<!-- model_throughput:end -->"
 SIZES_MFLOPS = (1.0, 10.0, 50.0)
@@ -42,8 +45,10 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=float, default=list(SIZES_MFLOPS), help="MFLOP/example targets")
     parser.add_argument("--compile", choices=sorted(COMPILE_MODES), default="none", help="torch.compile the archs")
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="the archs' precision(s)")
+    parser.add_argument("--malloc", choices=MALLOC_MODES, default="retain", help="as train.malloc")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
+    print(configure_malloc(args.malloc), flush=True)
 
     cfg = load_config("default", ["data.cardinality=10000"])
     schema = cfg.data.synthetic_schema()
@@ -66,7 +71,8 @@ def main() -> None:
     header = (
         f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}, {' and '.join(PRECISIONS[args.precision])}; batch {args.batch_size}, "
-        f"{args.seconds:g} s per point. Matmul peak: the best {PEAK_SIZE}² `torch.mm` burst of the point's "
+        f"{args.seconds:g} s per point, train.malloc={args.malloc}. Matmul peak: the best {PEAK_SIZE}² "
+        "`torch.mm` burst of the point's "
         f"precision beside each point ({', '.join(ranges)} GFLOP/s over the run)."
     )
     publish(BEGIN, END, header, table, write=not args.no_write)

@@ -11,7 +11,9 @@ as it was during its own run. Written to docs/benchmarks.md between this script'
 Configurations: the default preset (Criteo-shaped: 13 dense + 26 sparse features, d = 128) with 1
 and 2 processes, and Wukong at the public reference's default size
 (``wukong.benchmark.SPEED_REFERENCE_*``, batch 4096, on 10 categorical fields), eager and with
-``train.compile=dense``, and both again with ``train.precision=bf16`` (the dense arch's products in
+``train.compile=dense``, and both again with ``train.precision=bf16``; beside the 1-process runs
+of both presets, the same with ``train.malloc=system`` (glibc's allocator defaults: the before of
+``retain``) (the dense arch's products in
 bf16 under autocast; AMX tiles make them fast on recent Intel CPUs). The bf16 rows have a second
 share: of a bf16 ``torch.mm`` peak measured beside them the same way, so each run is held against the
 peak of the precision it computes in, while its share of the fp32 peak compares throughput with the
@@ -47,13 +49,16 @@ from wukong.benchmark import (
 BEGIN, END = "<!-- train_throughput:begin -->", "<!-- train_throughput:end -->"
 DEFAULT = ["--config", "default"]
 BF16, COMPILED = ["--precision", "bf16"], ["--compile", "dense"]
+SYSTEM_MALLOC = ["--set", "train.malloc=system"]  # the before of train.malloc's default, retain
 REFERENCE = ["--config", SPEED_REFERENCE_PRESET, *(f for s in SPEED_REFERENCE_SETTINGS for f in ("--set", s))]
 CASES = [  # (label, dataset, model, nproc, flags)
     ("Wukong, 1 process", "criteo", "wukong", 1, DEFAULT),
+    ("Wukong, 1 process, train.malloc=system", "criteo", "wukong", 1, [*DEFAULT, *SYSTEM_MALLOC]),
     ("Wukong, 2 processes", "criteo", "wukong", 2, DEFAULT),
     ("Wukong, 2 processes, no pipeline", "criteo", "wukong", 2, [*DEFAULT, "--no-pipeline"]),
     ("DLRM, 2 processes", "criteo", "dlrm", 2, DEFAULT),
     ("Wukong reference config, 1 process", "reference", "wukong", 1, REFERENCE),
+    ("Wukong reference config, 1 process, train.malloc=system", "reference", "wukong", 1, [*REFERENCE, *SYSTEM_MALLOC]),
     ("Wukong reference config, 1 process, compiled", "reference", "wukong", 1, [*REFERENCE, *COMPILED]),
     ("Wukong reference config, 1 process, bf16", "reference", "wukong", 1, [*REFERENCE, *BF16]),
     ("Wukong reference config, 1 process, bf16, compiled", "reference", "wukong", 1, [*REFERENCE, *BF16, *COMPILED]),

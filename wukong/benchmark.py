@@ -135,27 +135,22 @@ def rate_beside_peak(
     return calls / elapsed, max(peaks)
 
 
-def model_throughput(
+def training_step(
     name: str,
     schema: FeatureSchema,
     config: ModelConfig,
     batch_size: int,
-    seconds: float,
     compile_arch: bool = False,
-    burst: Callable[[], float] | None = None,
     precision: str = "fp32",
-) -> Throughput:
-    """Forward+backward examples/s of model ``name`` on one fixed random batch, with the matmul peak
-    measured beside it (:func:`rate_beside_peak`; ``burst`` takes one peak sample).
+) -> tuple[Callable[[], None], torch.nn.Module]:
+    """``(step, model)``: one forward+backward of model ``name`` on a fixed random batch per call.
 
     The embedding tables are looked up but frozen: in training, TorchRec's fused optimizer updates
     only the looked-up rows inside the backward pass, whereas an unsharded collection's dense
     gradient would zero-fill every table on every step and time a memset, not the model. With
     ``compile_arch`` the interaction arch runs under ``torch.compile`` (as ``train.compile=dense``),
-    compiled during the warm-up, outside the timed slices. With ``precision="bf16"`` the arch runs
-    under bf16 autocast (``train.precision=bf16``) and the peak beside it is a bf16 matmul's, so
-    the ratio holds the point against the best kernel of the precision it computes in.
-    """
+    compiled by the first call. With ``precision="bf16"`` the arch runs under bf16 autocast
+    (``train.precision=bf16``)."""
     model = build_model(name, schema, config)
     if model.embedding.ebc is not None:
         model.embedding.ebc.requires_grad_(False)
@@ -170,6 +165,25 @@ def model_throughput(
             logits = model(batch.dense, batch.sparse).float()
         loss_fn(logits, batch.labels).backward()
 
+    return step, model
+
+
+def model_throughput(
+    name: str,
+    schema: FeatureSchema,
+    config: ModelConfig,
+    batch_size: int,
+    seconds: float,
+    compile_arch: bool = False,
+    burst: Callable[[], float] | None = None,
+    precision: str = "fp32",
+) -> Throughput:
+    """Forward+backward examples/s of model ``name`` on one fixed random batch
+    (:func:`training_step`), with the matmul peak measured beside it (:func:`rate_beside_peak`;
+    ``burst`` takes one peak sample). With ``precision="bf16"`` the peak beside it is a bf16
+    matmul's, so the ratio holds the point against the best kernel of the precision it computes in.
+    """
+    step, model = training_step(name, schema, config, batch_size, compile_arch, precision)
     if burst is None:
         burst = partial(matmul_gflops, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
     rate, peak = rate_beside_peak(step, seconds, burst=burst)

@@ -251,6 +251,7 @@ WEIGHT_DECAY_MODES = ("l2", "decoupled")
 REPLICATED_TABLE_MODES = ("embedding", "dense")  # train.replicated_tables: which optimizer trains them
 COMPILE_MODES = ("none", "dense")  # train.compile: what runs under torch.compile
 PRECISIONS = ("auto", "fp32", "bf16")  # train.precision: the interaction arch's compute precision
+MALLOC_MODES = ("retain", "system")  # train.malloc: whether freed host memory stays in the process
 
 
 def _embedding_weight_decay(where: str, optimizer: str, weight_decay: float) -> None:
@@ -360,6 +361,8 @@ class TrainConfig:
     # fallback, logged, if it fails; validation stays eager); none: eager everywhere
     precision: str = "auto"  # the interaction arch's compute: bf16 (autocast; weights, embeddings, loss and
     # optimizer states stay fp32), fp32, or auto: bf16 on GPUs, fp32 on CPUs (wukong.train.precision)
+    malloc: str = "retain"  # retain: freed host memory stays in the process for the next step (glibc: no page
+    # faults for a step's tensors; wukong.train.malloc); system: the C library's defaults
     num_workers: int = 0  # DataLoader worker processes per rank
     seed: int = 0
 
@@ -406,6 +409,7 @@ class TrainConfig:
         _choice("train", "embedding_weight_decay_mode", self.embedding_weight_decay_mode, WEIGHT_DECAY_MODES)
         _choice("train", "compile", self.compile, COMPILE_MODES)
         _choice("train", "precision", self.precision, PRECISIONS)
+        _choice("train", "malloc", self.malloc, MALLOC_MODES)
         _choice("train", "replicated_tables", self.replicated_tables, REPLICATED_TABLE_MODES)
         _embedding_weight_decay("train.embedding_weight_decay", self.embedding_optimizer, self.embedding_weight_decay)
         for i, group in enumerate(self.embedding_groups):

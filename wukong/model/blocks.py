@@ -212,15 +212,17 @@ class FactorizationMachineBlock(nn.Module):
         self.activation: nn.Module = nn.ReLU() if activation == "relu" else nn.Identity()
 
     def interactions(self, x: torch.Tensor) -> torch.Tensor:
-        """``FM(X) = X (Xᵀ Y)``: ``(B, n, d) → (B, n, k)``.
+        """``FM(X) = X (Xᵀ Y)``: ``(B, n, d) → (B, n, k)``, computed as ``X Zᵀᵀ`` with ``Zᵀ = Yᵀ X``.
 
-        Both products are batched (a static Y is broadcast as a stride-0 view): ``matmul`` of the
-        transposed ``X`` with a 2-D Y would first copy ``Xᵀ`` into a contiguous ``(B·d, n)`` block
-        (up to 1.55x slower forward and backward at d = 128, the same at d = 16; docs/benchmarks.md)."""
-        y = self.projection(x)
-        if y.dim() == 2:
-            y = y.expand(x.shape[0], *y.shape)
-        return torch.bmm(x, torch.bmm(x.transpose(1, 2), y))
+        Both products are batched (a static Y is broadcast as a stride-0 view), and both send their
+        gradient back to X in X's own ``(B, n, d)`` layout, so the two add up without a strided pass.
+        ``matmul`` with a 2-D Y would first copy ``Xᵀ`` into a contiguous ``(B·d, n)`` block, and
+        ``Xᵀ Y`` first returns its gradient to X transposed (``benchmarks/fm_products.py``: at d =
+        128 both are about 1.3-1.6x slower forward and backward than this; docs/benchmarks.md)."""
+        y_t = self.projection(x).transpose(-1, -2)
+        if y_t.dim() == 2:
+            y_t = y_t.expand(x.shape[0], *y_t.shape)
+        return torch.bmm(x, torch.bmm(y_t, x).transpose(1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fm = self.interactions(x).flatten(1)

@@ -33,6 +33,7 @@ from wukong.train import outputs, warm_start
 from wukong.train.average import TRAINING_WEIGHTS, WeightAverage
 from wukong.train.checkpoint import Checkpointer, parameters_of
 from wukong.train.distributed import DistEnv
+from wukong.train.malloc import configure_malloc
 from wukong.train.module import TrainModule
 from wukong.train.optim import (
     LearningRates,
@@ -102,6 +103,7 @@ class Trainer:
         """``init_from``: a trained model's folder to start from (:mod:`wukong.train.warm_start`) unless
         the run resumes its own checkpoint; ``init_label``: how the log names it (a registry version)."""
         train = cfg.train
+        log(env, configure_malloc(train.malloc))  # before the first tensor of the run
         if train.batch_size % env.world_size:
             raise DataError(f"train.batch_size {train.batch_size} is not divisible by the {env.world_size} ranks")
         self.cfg, self.env, self.data_uri, self.output_uri = cfg, env, data_uri, output_uri
