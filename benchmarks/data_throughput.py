@@ -181,6 +181,11 @@ def run(kind, path, out, workers, part_bytes):
         return lambda: [parse_lines(b, NAMES, "\t", TYPED, []) for b in read_lines(Path(path))]
     from wukong.data.prepare import PrepareOptions, prepare
     from wukong.data.sources.criteo import CriteoSource
+    try:  # as `wukong data prepare` does (its default --malloc retain); older trees: glibc's defaults
+        from wukong.malloc import configure_malloc
+        configure_malloc("retain")
+    except ImportError:
+        pass
     source = CriteoSource(Path(path), part_bytes=part_bytes)
     return lambda: prepare(source, out, PrepareOptions(), workers=workers)
 

@@ -26,8 +26,8 @@ import torch
 from benchmarks_doc import cpu_name, publish
 from tabulate import tabulate
 
+from wukong.malloc import configure_malloc
 from wukong.model.blocks import FactorizationMachineBlock
-from wukong.train.malloc import configure_malloc
 
 BEGIN, END = "<!-- fm_products:begin -->", "<!-- fm_products:end -->"
 # (label, B, n, d, k)

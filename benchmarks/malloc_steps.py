@@ -29,9 +29,9 @@ from tabulate import tabulate
 
 from wukong.benchmark import training_step
 from wukong.config import MODEL_NAMES, load_config
+from wukong.malloc import configure_malloc
 from wukong.model.flops import count_flops
 from wukong.model.scaling import config_for_flops
-from wukong.train.malloc import configure_malloc
 
 BEGIN, END = "<!-- malloc_steps:begin -->", "<!-- malloc_steps:end -->"
 SIZES_MFLOPS = (1.0, 10.0, 50.0)

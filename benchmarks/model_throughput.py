@@ -29,8 +29,8 @@ from benchmarks_doc import PRECISIONS, cpu_name, publish
 
 from wukong.benchmark import PEAK_SIZE, format_table, model_throughput
 from wukong.config import MALLOC_MODES, MODEL_NAMES, load_config
+from wukong.malloc import configure_malloc
 from wukong.model.scaling import config_for_flops
-from wukong.train.malloc import configure_malloc
 
 BEGIN, END = "<!-- model_throughput:begin -->", "<!-- model_throughput:end -->"
 SIZES_MFLOPS = (1.0, 10.0, 50.0)

@@ -362,7 +362,7 @@ class TrainConfig:
     precision: str = "auto"  # the interaction arch's compute: bf16 (autocast; weights, embeddings, loss and
     # optimizer states stay fp32), fp32, or auto: bf16 on GPUs, fp32 on CPUs (wukong.train.precision)
     malloc: str = "retain"  # retain: freed host memory stays in the process for the next step (glibc: no page
-    # faults for a step's tensors; wukong.train.malloc); system: the C library's defaults
+    # faults for a step's tensors; wukong.malloc); system: the C library's defaults
     num_workers: int = 0  # DataLoader worker processes per rank
     seed: int = 0
 

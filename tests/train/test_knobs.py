@@ -284,7 +284,7 @@ def test_plateau_lowers_every_rate_after_a_flat_validation(ml_dataset: str, tmp_
     assert lr[3] == pytest.approx(1e-12)  # steps 1-3 ran before the first validation
     assert lr[4] == pytest.approx(1e-13) and lr[7] == pytest.approx(1e-14)  # x0.1 after each flat one
     assert "learning rates x0.1 of their base" in run.output
-    assert "malloc: freed host memory stays in the process" in run.output  # train.malloc's default, retain
+    assert "malloc: freed host memory stays in the process for reuse" in run.output  # the default, retain
 
 
 @pytest.mark.slow
@@ -314,7 +314,7 @@ def test_every_knob_trains_exports_and_evaluates(ml_dataset: str, tmp_path: Path
     )
     assert run.returncode == 0, run.output
     assert "embedding group: t_movie_id trained by adagrad lr=0.02" in run.output
-    assert "malloc: the C library's defaults (train.malloc=system)" in run.output
+    assert "malloc: the C library's defaults (malloc mode system)" in run.output
     card = run.card()
     assert card["config"]["model"]["mlp_norm"] == "batchnorm" and card["config"]["train"]["weight_decay"] == 1e-4
     assert 0.5 < card["metrics"]["valid"]["auc"] <= 1

@@ -46,6 +46,7 @@ from wukong.data.prepare import checked_rejects, commit, merged, new_encoder, ne
 from wukong.data.sources.base import Part
 from wukong.data.stages import Scanned, Written, count, encode, groups, scan, writer_tag
 from wukong.io import Storage, open_storage
+from wukong.malloc import configure_malloc
 from wukong.pipeline.ingest import Ingest, check_fanned_out
 
 STAGING = "staging"
@@ -75,6 +76,10 @@ class _Task:
 
     @classmethod
     def of(cls, spec: str) -> _Task:
+        """The task of ``spec``. Every task is a process of its own (a pod, or a ``kfp.local``
+        subprocess) and starts here, so this is also where it keeps freed memory for reuse
+        (:mod:`wukong.malloc`), as ``wukong data prepare`` does."""
+        configure_malloc("retain")
         item = json.loads(spec)
         storage = open_storage(item["dataset_uri"])
         plan = Plan.from_dict(_read_json(storage, _key(item["run_id"], "plan.json")))

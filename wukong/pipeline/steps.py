@@ -27,8 +27,10 @@ def ingest(source: str, input_uri: str, dataset_uri: str, partition: str = "", *
     ``split_by`` (``ratio``: 80/10/10 by a seeded hash of each row's id; ``time``: the oldest 80% of
     rows train, the newest 10% test, by the source's time column)."""
     from wukong.data.prepare import prepare
+    from wukong.malloc import configure_malloc
     from wukong.pipeline.ingest import Ingest
 
+    configure_malloc("retain")  # the step's process (a pod) keeps freed memory for reuse, as `data prepare` does
     request = Ingest.of(source, input_uri, dataset_uri, partition, **settings)
     return request.summary(prepare(request.open(), request.dataset_uri, request.options()))
 

@@ -28,12 +28,12 @@ from wukong.data.reader import DatasetReader
 from wukong.data.vocabulary import write_copy
 from wukong.evaluate import compute_metrics, oracle_metrics
 from wukong.io import open_storage
+from wukong.malloc import configure_malloc
 from wukong.model import build_model, count_flops
 from wukong.train import outputs, warm_start
 from wukong.train.average import TRAINING_WEIGHTS, WeightAverage
 from wukong.train.checkpoint import Checkpointer, parameters_of
 from wukong.train.distributed import DistEnv
-from wukong.train.malloc import configure_malloc
 from wukong.train.module import TrainModule
 from wukong.train.optim import (
     LearningRates,
