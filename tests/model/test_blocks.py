@@ -77,6 +77,28 @@ def test_layer_uses_identity_residual_when_shapes_match() -> None:
     torch.testing.assert_close(layer(x), expected)
 
 
+@pytest.mark.parametrize("projection", ["static", "attentive"])
+@pytest.mark.parametrize("num_inputs", [7, 11])  # identity residual (n = nF + nL), compressed residual
+def test_layer_row_maps_in_one_product_match_each_map_alone(projection: str, num_inputs: int) -> None:
+    """``row_maps`` computes ``Yᵀ X``, ``W_L X`` and ``W_r X`` in one batched product: the layer's
+    output and every gradient equal those of each block applied on its own."""
+    torch.manual_seed(0)
+    layer = WukongLayer(num_inputs, 4, num_fmb=3, num_lcb=4, rank=2, fmb_hidden=[8], projection=projection).double()
+    x = torch.randn(5, num_inputs, 4, dtype=torch.float64, requires_grad=True)
+
+    def separately(x: torch.Tensor) -> torch.Tensor:
+        interactions = torch.cat([layer.fmb(x), layer.lcb(x)], dim=1)  # the FMB computes its own Yᵀ X
+        return layer.norm(interactions + layer.residual(x))
+
+    def output_and_gradients(forward) -> list[torch.Tensor]:
+        out = forward(x)
+        weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)  # every output counts
+        return [out, *torch.autograd.grad((out * weights).sum(), [x, *layer.parameters()])]
+
+    for fused, alone in zip(output_and_gradients(layer), output_and_gradients(separately), strict=True):
+        torch.testing.assert_close(fused, alone)
+
+
 def test_stack_widths_follow_the_layers() -> None:
     arch = WukongArch(
         num_features=13, dim=4, num_layers=3, num_fmb=2, num_lcb=3, rank=2, fmb_hidden=[8], head_hidden=[8]

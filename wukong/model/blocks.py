@@ -211,21 +211,25 @@ class FactorizationMachineBlock(nn.Module):
         )
         self.activation: nn.Module = nn.ReLU() if activation == "relu" else nn.Identity()
 
-    def interactions(self, x: torch.Tensor) -> torch.Tensor:
+    def interactions(self, x: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
         """``FM(X) = X (Xᵀ Y)``: ``(B, n, d) → (B, n, k)``, computed as ``X Zᵀᵀ`` with ``Zᵀ = Yᵀ X``.
 
+        ``projected``: ``Zᵀ`` (``(B, k, d)``) when the caller computed it already (a Wukong layer
+        computes it in one product with its other maps of X's rows, :meth:`WukongLayer.row_maps`).
         Both products are batched (a static Y is broadcast as a stride-0 view), and both send their
         gradient back to X in X's own ``(B, n, d)`` layout, so the two add up without a strided pass.
         ``matmul`` with a 2-D Y would first copy ``Xᵀ`` into a contiguous ``(B·d, n)`` block, and
         ``Xᵀ Y`` first returns its gradient to X transposed (``benchmarks/fm_products.py``: at d =
-        128 both are about 1.3-1.6x slower forward and backward than this; docs/benchmarks.md)."""
-        y_t = self.projection(x).transpose(-1, -2)
-        if y_t.dim() == 2:
-            y_t = y_t.expand(x.shape[0], *y_t.shape)
-        return torch.bmm(x, torch.bmm(y_t, x).transpose(1, 2))
+        128 both are about 1.1-1.5x slower forward and backward than this; docs/benchmarks.md)."""
+        if projected is None:
+            y_t = self.projection(x).transpose(-1, -2)
+            if y_t.dim() == 2:
+                y_t = y_t.expand(x.shape[0], *y_t.shape)
+            projected = torch.bmm(y_t, x)
+        return torch.bmm(x, projected.transpose(1, 2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fm = self.interactions(x).flatten(1)
+    def forward(self, x: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
+        fm = self.interactions(x, projected).flatten(1)
         return self.activation(self.mlp(self.norm(fm))).view(-1, self.num_outputs, self.output_dim)
 
     def flops(self) -> FlopCount:
