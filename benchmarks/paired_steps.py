@@ -4,8 +4,8 @@ Each variant lives in its own worker process (the allocator setting is process-w
 is what the process imports): for every point (a model width-scaled to a FLOP budget, as in
 ``model_throughput.py``), two workers build the same model and batch
 (:func:`wukong.benchmark.training_step`) and then take turns: in each of ``--rounds`` rounds each
-runs steps for ``--seconds``, in alternating order, and reports its steps, wall and CPU time and
-page faults. A round's ratio is the second variant's rate over the first's in that round, so both
+runs steps for ``--seconds``, in alternating order, and reports its steps, wall time and page
+faults. A round's ratio is the second variant's rate over the first's in that round, so both
 are held to the same minute of this shared machine; the table shows the median ratio and each
 variant's median rate and page faults per step. Written to docs/benchmarks.md between the markers of
 the comparison.
@@ -77,12 +77,12 @@ def serve(mode: str, name: str, mflops: float, batch_size: int) -> None:
     print(json.dumps({"mflops": count_flops(model).mflops, "source": wukong.__file__}), flush=True)
     for line in sys.stdin:
         seconds = float(line.split()[1])
-        usage, wall, cpu, steps = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), time.process_time(), 0
+        usage, wall, steps = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), 0
         while time.perf_counter() - wall < seconds:
             step()
             steps += 1
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - usage.ru_minflt
-        report = dict(steps=steps, wall=time.perf_counter() - wall, cpu=time.process_time() - cpu, faults=faults)
+        report = dict(steps=steps, wall=time.perf_counter() - wall, faults=faults)
         print(json.dumps(report), flush=True)
 
 

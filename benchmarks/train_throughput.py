@@ -11,13 +11,12 @@ as it was during its own run. Written to docs/benchmarks.md between this script'
 Configurations: the default preset (Criteo-shaped: 13 dense + 26 sparse features, d = 128) with 1
 and 2 processes, and Wukong at the public reference's default size
 (``wukong.benchmark.SPEED_REFERENCE_*``, batch 4096, on 10 categorical fields), eager and with
-``train.compile=dense``, and both again with ``train.precision=bf16``; beside the 1-process runs
-of both presets, the same with ``train.malloc=system`` (glibc's allocator defaults: the before of
-``retain``) (the dense arch's products in
-bf16 under autocast; AMX tiles make them fast on recent Intel CPUs). The bf16 rows have a second
-share: of a bf16 ``torch.mm`` peak measured beside them the same way, so each run is held against the
-peak of the precision it computes in, while its share of the fp32 peak compares throughput with the
-fp32 rows (and with the fp32 reference implementation).
+``train.compile=dense``, and both again with ``train.precision=bf16`` (the dense arch's products in
+bf16 under autocast; AMX tiles make them fast on recent Intel CPUs); beside the 1-process runs of both
+presets, the same with ``train.malloc=system`` (glibc's allocator defaults: the before of ``retain``).
+The bf16 rows have a second share: of a bf16 ``torch.mm`` peak measured beside them the same way,
+so each run is held against the peak of the precision it computes in, while its share of the fp32
+peak compares throughput with the fp32 rows (and with the fp32 reference implementation).
 
     python benchmarks/train_throughput.py [--rows 300000] [--steps 80] [--only reference] [--no-write]
 """

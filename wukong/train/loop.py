@@ -103,7 +103,7 @@ class Trainer:
         """``init_from``: a trained model's folder to start from (:mod:`wukong.train.warm_start`) unless
         the run resumes its own checkpoint; ``init_label``: how the log names it (a registry version)."""
         train = cfg.train
-        log(env, configure_malloc(train.malloc))  # before the first tensor of the run
+        log(env, configure_malloc(train.malloc))  # before the model, its optimizers and the batches are allocated
         if train.batch_size % env.world_size:
             raise DataError(f"train.batch_size {train.batch_size} is not divisible by the {env.world_size} ranks")
         self.cfg, self.env, self.data_uri, self.output_uri = cfg, env, data_uri, output_uri
