@@ -263,9 +263,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--malloc",
         choices=MALLOC_MODES,
         default="retain",
-        help="retain: freed memory stays in the process and its workers for reuse (60-65%% fewer page faults, "
-        "4-14%% less CPU in paired runs, docs/benchmarks.md); system: the C library's defaults (%(default)s; "
-        "wukong/malloc.py)",
+        help="retain: freed memory stays in the process and its workers for reuse (60-65%% fewer page faults; "
+        "docs/benchmarks.md); system: the C library's defaults (%(default)s; wukong/malloc.py)",
     )
     prepare.add_argument(
         "--workers",
