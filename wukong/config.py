@@ -163,6 +163,7 @@ class ModelConfig:
     layer_dropout: float = 0.0  # dropout on each Wukong layer's concat(FMB, LCB) before the residual sum
     layer_norm: str = "dim"  # each Wukong layer's LayerNorm: over d per row (dim), over all n·d (layer), or none
     layer_form: str = "expand"  # expand: the paper's layer, nF+nL rows out; compact: n rows kept (bottleneck)
+    row_split: int = 1  # s: Wukong cuts each d-wide embedding into s rows of d/s before its layers (paper's embeddings)
     # Regularisation of the interaction MLPs (every model; group keys override the mlp_* ones).
     mlp_dropout: float = 0.0  # dropout probability after each hidden ReLU
     mlp_norm: str = "none"  # between each hidden Linear and its ReLU: none, batchnorm, layernorm
@@ -212,6 +213,12 @@ class ModelConfig:
         _dropout("model", layer_dropout=self.layer_dropout)
         _choice("model", "layer_norm", self.layer_norm, LAYER_NORMS)
         _choice("model", "layer_form", self.layer_form, LAYER_FORMS)
+        _positive("model", row_split=self.row_split)
+        if self.embedding_dim % self.row_split:
+            raise ValueError(
+                f"model.row_split={self.row_split} does not divide model.embedding_dim={self.embedding_dim}; "
+                "choose a divisor of the embedding width (1 keeps one row per feature)"
+            )
         _choice("model", "linear_init", self.linear_init, LINEAR_INITS)
         _choice("model", "embedding_init", self.embedding_init, EMBEDDING_INITS)
 

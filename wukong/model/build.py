@@ -39,6 +39,7 @@ def _wukong(n: int, m: ModelConfig, dense_rows: int) -> nn.Module:
         layer_dropout=m.layer_dropout,
         layer_norm=m.layer_norm,
         layer_form=m.layer_form,
+        row_split=m.row_split,
         projection_init=m.fm_projection_init,
         **{f"fmb_{k}": v for k, v in m.mlp_style(m.fmb_dropout, m.fmb_norm).items()},
         **{f"head_{k}": v for k, v in m.mlp_style(m.head_dropout, m.head_norm).items()},

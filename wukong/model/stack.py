@@ -218,6 +218,13 @@ class WukongArch(nn.Module):
     The layers are :class:`WukongLayer` (``layer_form="expand"``: ``X_l`` has nF + nL rows) or
     :class:`CompactWukongLayer` (``"compact"``: every ``X_i`` keeps the n rows of ``X_0``).
 
+    With ``row_split = s > 1`` each input row of width d is first cut into s rows of width d/s
+    (the paper's embedding layer gives a feature several embeddings of the shared width, e.g. a
+    32-wide one as four rows of 8): ``X_0 ∈ R^{n×d}`` becomes ``R^{(n·s)×(d/s)}``, a view. The
+    FMB's dot products then pair every slice of one feature with every slice of another,
+    ``(n·s)²`` products of d/s coordinates instead of ``n²`` of d: at ``s = d`` they are the
+    products of single coordinates.
+
     Args:
         num_features: n, rows of X0 (dense embeddings + one per sparse feature).
         dim: d.
@@ -230,6 +237,7 @@ class WukongArch(nn.Module):
             :class:`~wukong.model.mlp.MLP`).
         layer_dropout, layer_norm: each layer's ``dropout`` and ``norm`` (see :class:`WukongLayer`).
         layer_form: ``"expand"`` or ``"compact"``, the layer class (see above).
+        row_split: s, rows each input row is split into (a divisor of d; 1: none).
 
     Shapes:
         ``(B, n, d) → (B,)`` logits
@@ -263,12 +271,17 @@ class WukongArch(nn.Module):
         layer_dropout: float = 0.0,
         layer_norm: str = "dim",
         layer_form: str = "expand",
+        row_split: int = 1,
     ) -> None:
         super().__init__()
         if layer_form not in LAYER_CLASSES:
             raise ValueError(f"layer form must be one of {', '.join(LAYER_CLASSES)}, got {layer_form!r}")
+        if row_split < 1 or dim % row_split:
+            raise ValueError(f"row_split must be a positive divisor of dim={dim}, got {row_split}")
+        dim //= row_split
+        self.row_dim = dim
         self.layers = nn.ModuleList()
-        rows = num_features  # each layer's input rows are its predecessor's output rows
+        rows = num_features * row_split  # each layer's input rows are its predecessor's output rows
         for _ in range(num_layers):
             layer = LAYER_CLASSES[layer_form](
                 rows,
@@ -292,6 +305,7 @@ class WukongArch(nn.Module):
         self.head = MLP(rows * dim, head_hidden, out_features=1, dropout=head_dropout, norm=head_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], -1, self.row_dim)  # (B, n, d) -> (B, n·s, d/s); a view when s = 1 or x is contiguous
         for layer in self.layers:
             x = layer(x)
         return self.head(x.flatten(1)).squeeze(-1)
