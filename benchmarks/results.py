@@ -71,21 +71,25 @@ def prepare(args: argparse.Namespace, work: Path) -> str:
     return str(folder)
 
 
+def preset_of(model: str, args: argparse.Namespace) -> str | None:
+    """The model's tuned preset under ``--tuned`` where there is one, else ``--config``."""
+    if args.tuned:
+        for path in (args.tuned / model / "best.yaml", args.tuned / f"{model}.yaml"):
+            if path.is_file():
+                return str(path)
+    return args.config
+
+
 def entries(args: argparse.Namespace) -> list[Entry]:
-    """One entry per model (its tuned preset where there is one), then the variants."""
-    rows = []
-    for model in args.models.split(","):
-        preset = args.config
-        if args.tuned:
-            tuned = next(
-                (p for p in (args.tuned / model / "best.yaml", args.tuned / f"{model}.yaml") if p.is_file()), None
-            )
-            preset = str(tuned) if tuned else preset
-        rows.append(Entry(LABELS.get(model, model), model, preset, tuple(args.overrides)))
+    """One entry per model, then the variants; a variant starts from its model's preset, as its row does."""
+    rows = [
+        Entry(LABELS.get(model, model), model, preset_of(model, args), tuple(args.overrides))
+        for model in args.models.split(",")
+    ]
     for label, model, *overrides in args.variant:
         if model not in MODEL_NAMES:
             raise SystemExit(f"--variant {label!r}: unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
-        rows.append(Entry(label, model, args.config, (*args.overrides, *overrides)))
+        rows.append(Entry(label, model, preset_of(model, args), (*args.overrides, *overrides)))
     return rows
 
 

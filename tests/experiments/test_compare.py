@@ -56,11 +56,14 @@ def test_results_script_on_a_prepared_dataset_with_a_tuned_preset(teacher_data: 
     command = [sys.executable, str(ROOT / "benchmarks" / "results.py"), "--data", teacher_data, "--models"]
     command += ["wukong,dlrm", "--seeds", "0", "1", "--config", "tiny", "--tuned", str(tmp_path / "tune"), *sets]
     command += ["--work", str(tmp_path / "work"), "--output", str(output), "--parallel", "2"]
+    command += ["--variant", "DLRM dropout", "dlrm", "model.mlp_dropout=0.1"]
     subprocess.run(command, check=True, capture_output=True)
     text = output.read_text()
     assert text.startswith("# Results\n\nProse before.\n<!-- results:begin -->") and text.endswith("Prose after.\n")
     assert "old" not in text and f"DLRM: `{tuned / 'best.yaml'}`" in text and "Wukong: `tiny`" in text
+    # A variant starts from its model's tuned preset, not from --config.
+    assert f"DLRM dropout: `{tuned / 'best.yaml'}`" in text
     lines = [line for line in text.splitlines() if line.startswith(("| Wukong", "| DLRM"))]
-    assert len(lines) == 2 and all(line.count("±") == 3 for line in lines)
+    assert len(lines) == 3 and all(line.count("±") == 3 for line in lines)
     assert "Best Wukong (Wukong" in text
-    assert len((tmp_path / "work" / "results.jsonl").read_text().splitlines()) == 4
+    assert len((tmp_path / "work" / "results.jsonl").read_text().splitlines()) == 6
