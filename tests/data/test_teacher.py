@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tracemalloc
 from pathlib import Path
@@ -45,10 +46,11 @@ def test_same_seed_same_rows_other_seed_other_teacher() -> None:
     assert first.column("int_0").to_numpy().min() >= 0
 
 
-def test_labels_are_bernoulli_draws_of_the_oracle() -> None:
+@pytest.mark.parametrize("unit_rank", [1, 3])
+def test_labels_are_bernoulli_draws_of_the_oracle(unit_rank: int) -> None:
     """Over many rows, the oracle's LogLoss equals its expected LogLoss (mean entropy of p) and the
     labels are calibrated against p: both would fail if labels were drawn from anything but p."""
-    source = TeacherSource(150_000, seed=1, config=SMALL)
+    source = TeacherSource(150_000, seed=1, config=dataclasses.replace(SMALL, unit_rank=unit_rank))
     table = table_of(source)
     p, y = table.column(ORACLE_COLUMN).to_numpy(), table.column("label").to_numpy()
     losses = logloss_terms(p, y)
@@ -61,6 +63,30 @@ def test_labels_are_bernoulli_draws_of_the_oracle() -> None:
         assert abs(y[part].mean() - expected) < 4 * np.sqrt(expected * (1 - expected) / len(part))
     logit_sd = np.log(p / (1 - p)).std()
     assert logit_sd == pytest.approx(1 / source.config.temperature, rel=0.1)
+
+
+def test_a_unit_of_rank_r_sums_r_products_of_its_own_factors() -> None:
+    """``u_k = Σ_j Π_{f ∈ S_k} φ_{k,j,f} / √R``, recomputed unit by unit from the factor tables."""
+    rank = 3
+    config = dataclasses.replace(SMALL, num_dense=0, unit_rank=rank)
+    teacher = teacher_module.Teacher(config, seed=2)
+    dense, ids = teacher.draw(np.random.default_rng(0), 50)
+    units = teacher.units(dense, ids)
+    assert units.shape == (config.width, 50)
+    for k, fields in enumerate(teacher.unit_fields):
+        terms = []
+        for j in range(rank):
+            term = np.ones(50, np.float32)
+            for f in fields:
+                field = teacher.fields[f]
+                (row,) = np.flatnonzero(field.units == k * rank + j)
+                term = term * field.factors[row, ids[:, f]]
+            terms.append(term)
+        np.testing.assert_allclose(units[k], np.sum(terms, axis=0) / np.sqrt(rank), rtol=1e-5, atol=1e-6)
+    # Rank 1 draws the teacher it always drew: the same unit field sets, and one product per unit.
+    plain = teacher_module.Teacher(dataclasses.replace(config, unit_rank=1), seed=2)
+    assert all(np.array_equal(a, b) for a, b in zip(plain.unit_fields, teacher.unit_fields))
+    assert not np.allclose(plain.units(dense, ids), units)
 
 
 def test_the_stored_oracle_matches_the_generator(tmp_path: Path) -> None:
@@ -175,10 +201,12 @@ def test_streaming_memory_does_not_grow_with_rows(tmp_path: Path, monkeypatch: p
 def test_cli_prepares_a_teacher_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "teacher"
     flags = ["--teacher-fields", "5", "--teacher-dense", "0", "--teacher-order", "3", "--teacher-temperature", "2"]
+    flags += ["--teacher-unit-rank", "2"]
     args = ["data", "prepare", "--source", "teacher", "--rows", "3000", "--cardinality", "40", "--output", str(out)]
     assert main([*args, *flags, "--quiet"]) == 0
     manifest = read_manifest(open_storage(str(out)))
     assert manifest.source["teacher"]["order"] == 3 and manifest.source["teacher"]["max_cardinality"] == 40
+    assert manifest.source["teacher"]["unit_rank"] == 2
     assert manifest.schema.dense == () and len(manifest.schema.sparse) == 5
     assert json.loads(manifest.to_json())["statistics"]["oracle"]["valid"]["rows"] == manifest.rows("valid")
     assert main([*args, "--overwrite", "--teacher-order", "40", "--quiet"]) == 2  # more than 17 fields

@@ -134,6 +134,7 @@ TEACHER_FLAGS = {
     "order": ("order", int, "highest interaction order M (units of orders 1..M in equal numbers)"),
     "width": ("width", int, "product units K"),
     "hidden": ("hidden", int, "width H of the readout network"),
+    "unit-rank": ("unit_rank", int, "products R summed in each unit (1: one product; >1: dot products of R-vectors)"),
     "temperature": ("temperature", float, "label temperature T: the logit's sd is 1/T (lower: less noise)"),
     "positive-rate": ("positive_rate", float, "mean label probability"),
     "zipf": ("zipf_exponent", float, "popularity skew of the ids"),

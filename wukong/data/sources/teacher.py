@@ -25,6 +25,15 @@ The teacher has ``K`` *product units*. Unit ``k`` has an order ``m_k = 1 + (k mo
 with ``a ~ N(0, I)``, ``β ~ N(0, 1/4)``, gain ``γ = 1.5``, and ``μ, σ`` the factor's mean and
 standard deviation under the data distribution (exact for fields, from a calibration sample for the
 dense field), so every factor, and (fields being independent) every unit, has mean 0 and variance 1.
+
+With a *unit rank* ``R > 1`` (``unit_rank``; default 1, the form above) each unit sums ``R`` such
+products, each with factors of its own on the same fields:
+
+.. math::
+    u_k(x) = \frac{1}{\sqrt R} \sum_{j=1}^{R} \prod_{f \in S_k} \phi_{k,j,f}\big(e_f(x_f)\big)
+
+For order 2 that is ``⟨ψ_{k,a}, ψ_{k,b}⟩ / √R``, a dot product of two per-field feature vectors
+``ψ_{k,f} = (φ_{k,1,f}, …, φ_{k,R,f})``: the factorization machine's form, over a unit's own axis.
 A random tanh network of width ``H`` reads the units out:
 
 .. math::
@@ -56,10 +65,13 @@ called it neutral; the measurements and the argument below say otherwise):
 - **Orders** are ``1..M`` in equal shares, not powers of two (stacked FMBs) nor ``l + 1`` (``l``
   cross layers); the readout is a generic tanh MLP, the one part every student shares.
 
-So on this data the families that multiply single coordinates of the flattened embeddings (DCNv2,
+So at ``R = 1`` the families that multiply single coordinates of the flattened embeddings (DCNv2,
 FinalMLP) start closer to the target than the dot-product families (Wukong, DLRM), and they lead at
 every size measured (docs/scaling.md, docs/results-small-ctr.md). Read a comparison on this teacher
 as a test of how well a family approximates products of per-field features, not as a neutral one.
+A unit rank ``R > 1`` moves the target towards the dot-product families: a cross layer then needs
+``R`` coordinates per unit in each field and its MLP must sum them, while a dot product sums over a
+shared axis by construction (it still needs the fields' embeddings to hold each unit's vectors).
 
 Reproducibility and memory: the teacher is drawn from ``(seed, tag)`` and rows are generated in
 fixed chunks from ``(seed, chunk index)``, so the same seed gives the same rows and probabilities
@@ -99,6 +111,7 @@ class TeacherConfig:
     order: int = 4  # M, highest interaction order (units of orders 1..M in equal numbers)
     width: int = 128  # K, product units
     hidden: int = 128  # H, width of the readout network
+    unit_rank: int = 1  # R: each unit sums R products of factors (1: one product, the default teacher)
     temperature: float = 0.5  # T: the logit's standard deviation is 1/T
     positive_rate: float = 0.25  # mean of p
 
@@ -112,6 +125,7 @@ class TeacherConfig:
             "order": 1 <= self.order <= self.num_sparse + (self.num_dense > 0),
             "width": self.width >= 1,
             "hidden": self.hidden >= 1,
+            "unit_rank": self.unit_rank >= 1,
             "temperature": self.temperature > 0,
             "positive_rate": 0 < self.positive_rate < 1,
         }
@@ -120,8 +134,8 @@ class TeacherConfig:
             fields = self.num_sparse + (self.num_dense > 0)
             raise DataError(
                 f"teacher source: invalid {', '.join(f'{n}={getattr(self, n)}' for n in bad)}; need fields >= 1, "
-                f"dense >= 0, cardinality >= 2, latent_dim/width/hidden >= 1, 1 <= order <= {fields} (the fields, "
-                "dense counting as one), temperature > 0 and 0 < positive_rate < 1"
+                f"dense >= 0, cardinality >= 2, latent_dim/width/hidden/unit_rank >= 1, 1 <= order <= {fields} "
+                "(the fields, dense counting as one), temperature > 0 and 0 < positive_rate < 1"
             )
 
     def cardinalities(self) -> list[int]:
@@ -177,7 +191,10 @@ class Teacher:
         num_fields = c.num_sparse + has_dense  # the dense counts are field 0 when present
         orders = 1 + np.arange(c.width) % c.order
         self.unit_fields = [np.sort(rng.choice(num_fields, m, replace=False)) for m in orders]
-        uses = [np.array([k for k, s in enumerate(self.unit_fields) if f in s], np.int64) for f in range(num_fields)]
+        # Unit k's R products are the "terms" k·R .. k·R + R − 1, each with its own factors on the unit's fields.
+        orders = np.repeat(orders, c.unit_rank)
+        term_fields = [fields for fields in self.unit_fields for _ in range(c.unit_rank)]
+        uses = [np.array([k for k, s in enumerate(term_fields) if f in s], np.int64) for f in range(num_fields)]
         self.dense_mu = rng.uniform(0.0, 3.0, c.num_dense)
         self.dense_sigma = rng.uniform(0.5, 1.5, c.num_dense)
         self.dense_units = uses[0] if has_dense else np.zeros(0, np.int64)
@@ -200,9 +217,9 @@ class Teacher:
         self.readout_out = rng.normal(0.0, 1.0, c.hidden)
         self._readout_in = (READOUT_GAIN * self.readout_in / np.sqrt(c.width)).astype(np.float32)
         self._readout_bias = self.readout_bias.astype(np.float32)[:, None]
-        # Where each unit's factors sit among the gathered factor rows (dense first, then fields in order).
+        # Where each term's factors sit among the gathered factor rows (dense first, then fields in order).
         owners = np.concatenate([self.dense_units] + [field.units for field in self.fields])
-        rows_of = [np.flatnonzero(owners == k) for k in range(c.width)]
+        rows_of = [np.flatnonzero(owners == k) for k in range(c.width * c.unit_rank)]
         self._order_groups = [
             (members, np.stack([rows_of[k] for k in members]))
             for members in (np.flatnonzero(orders == m) for m in range(1, c.order + 1))
@@ -237,13 +254,16 @@ class Teacher:
             standard = (self._dense_factors(dense) - self.dense_mean[:, None]) / self.dense_std[:, None]
             factors.insert(0, standard.astype(np.float32))
         gathered = np.concatenate(factors, axis=0)
-        units = np.empty((self.config.width, len(ids)), np.float32)
+        rank = self.config.unit_rank
+        terms = np.empty((self.config.width * rank, len(ids)), np.float32)
         for members, rows in self._order_groups:
             product = gathered[rows[:, 0]]
             for j in range(1, rows.shape[1]):
                 product *= gathered[rows[:, j]]
-            units[members] = product
-        return units
+            terms[members] = product
+        if rank == 1:
+            return terms
+        return terms.reshape(self.config.width, rank, len(ids)).sum(axis=1) / np.float32(np.sqrt(rank))
 
     def score(self, dense: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """``s(x)`` before standardisation, ``(rows,)`` (float32 up to the last sum, which is float64)."""
