@@ -240,6 +240,8 @@ def test_embedding_init_is_configured(tiny: Config, tiny_schema: FeatureSchema) 
         ("model.layer_dropout=-0.1", "model.layer_dropout must be in [0, 1)"),
         ("model.layer_norm=batch", "model.layer_norm must be one of dim, layer"),
         ("model.layer_form=wide", "model.layer_form must be one of expand, compact, got 'wide'"),
+        ("model.row_split=0", "model.row_split must be > 0, got 0"),
+        ("model.row_split=3", "model.row_split=3 does not divide model.embedding_dim=16"),
         ("model.embedding_init=xavier", "model.embedding_init must be one of torchrec, uniform, normal"),
         ("model.embedding_init_scale=0", "model.embedding_init_scale must be > 0"),
     ],

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wukong.config import ConfigError, load_config
+from wukong.config import load_config
 from wukong.data.batch import random_batch
 from wukong.model import build_arch, build_model, count_flops
 from wukong.model.stack import WukongArch
@@ -52,15 +50,3 @@ def test_analytic_flops_of_split_models_are_exact(layer_form: str) -> None:
         model(batch.dense, batch.sparse)
     assert count_flops(model).total(8) == counter.get_total_flops()
     assert count_flops(model).total(8) != count_flops(unsplit).total(8)  # the layers see other shapes
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("model.row_split=0", "model.row_split must be > 0, got 0"),
-        ("model.row_split=3", "model.row_split=3 does not divide model.embedding_dim=16"),
-    ],
-)
-def test_a_bad_row_split_is_rejected_by_name(override: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config("tiny", [override])
