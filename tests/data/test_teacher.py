@@ -68,25 +68,38 @@ def test_labels_are_bernoulli_draws_of_the_oracle(unit_rank: int) -> None:
 def test_a_unit_of_rank_r_sums_r_products_of_its_own_factors() -> None:
     """``u_k = Σ_j Π_{f ∈ S_k} φ_{k,j,f} / √R``, recomputed unit by unit from the factor tables."""
     rank = 3
-    config = dataclasses.replace(SMALL, num_dense=0, unit_rank=rank)
+    config = dataclasses.replace(SMALL, unit_rank=rank)  # field 0 is the dense counts
     teacher = teacher_module.Teacher(config, seed=2)
     dense, ids = teacher.draw(np.random.default_rng(0), 50)
     units = teacher.units(dense, ids)
     assert units.shape == (config.width, 50)
+    dense_factors = (teacher._dense_factors(dense) - teacher.dense_mean[:, None]) / teacher.dense_std[:, None]
+
+    def factor(f: int, term: int) -> np.ndarray:
+        if f == 0:
+            (row,) = np.flatnonzero(teacher.dense_units == term)
+            return dense_factors[row]
+        field = teacher.fields[f - 1]
+        (row,) = np.flatnonzero(field.units == term)
+        return field.factors[row, ids[:, f - 1]]
+
+    assert any(0 in fields for fields in teacher.unit_fields)
     for k, fields in enumerate(teacher.unit_fields):
-        terms = []
-        for j in range(rank):
-            term = np.ones(50, np.float32)
-            for f in fields:
-                field = teacher.fields[f]
-                (row,) = np.flatnonzero(field.units == k * rank + j)
-                term = term * field.factors[row, ids[:, f]]
-            terms.append(term)
-        np.testing.assert_allclose(units[k], np.sum(terms, axis=0) / np.sqrt(rank), rtol=1e-5, atol=1e-6)
+        terms = [np.prod([factor(f, k * rank + j) for f in fields], axis=0) for j in range(rank)]
+        np.testing.assert_allclose(units[k], np.sum(terms, axis=0) / np.sqrt(rank), rtol=1e-4, atol=1e-5)
     # Rank 1 draws the teacher it always drew: the same unit field sets, and one product per unit.
     plain = teacher_module.Teacher(dataclasses.replace(config, unit_rank=1), seed=2)
     assert all(np.array_equal(a, b) for a, b in zip(plain.unit_fields, teacher.unit_fields))
     assert not np.allclose(plain.units(dense, ids), units)
+
+
+def test_the_default_rank_keeps_the_probabilities_of_earlier_versions() -> None:
+    """p(x) of the first rows of a fixed teacher, as the version before ``unit_rank`` generated them
+    (float32 ``tanh`` inside: equal to 1e-5 across machines, not bit for bit)."""
+    _, _, probability, _ = TeacherSource(1000, 7, SMALL).generate(0, 6)
+    earlier = [0.9845768816812795, 0.10593296027930235, 0.0721485016009417, 0.05226971482496992,
+               0.2564301457688665, 0.1512203104485171]  # fmt: skip
+    np.testing.assert_allclose(probability, earlier, rtol=1e-5)
 
 
 def test_the_stored_oracle_matches_the_generator(tmp_path: Path) -> None:

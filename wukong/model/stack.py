@@ -278,8 +278,8 @@ class WukongArch(nn.Module):
             raise ValueError(f"layer form must be one of {', '.join(LAYER_CLASSES)}, got {layer_form!r}")
         if row_split < 1 or dim % row_split:
             raise ValueError(f"row_split must be a positive divisor of dim={dim}, got {row_split}")
+        self.row_split = row_split
         dim //= row_split
-        self.row_dim = dim
         self.layers = nn.ModuleList()
         rows = num_features * row_split  # each layer's input rows are its predecessor's output rows
         for _ in range(num_layers):
@@ -305,7 +305,8 @@ class WukongArch(nn.Module):
         self.head = MLP(rows * dim, head_hidden, out_features=1, dropout=head_dropout, norm=head_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], -1, self.row_dim)  # (B, n, d) -> (B, n·s, d/s); a view when s = 1 or x is contiguous
+        if self.row_split > 1:  # (B, n, d) -> (B, n·s, d/s), a view of a contiguous x
+            x = x.reshape(x.shape[0], x.shape[1] * self.row_split, x.shape[2] // self.row_split)
         for layer in self.layers:
             x = layer(x)
         return self.head(x.flatten(1)).squeeze(-1)

@@ -34,6 +34,9 @@ products, each with factors of its own on the same fields:
 
 For order 2 that is ``⟨ψ_{k,a}, ψ_{k,b}⟩ / √R``, a dot product of two per-field feature vectors
 ``ψ_{k,f} = (φ_{k,1,f}, …, φ_{k,R,f})``: the factorization machine's form, over a unit's own axis.
+Each product still has mean 0 and variance 1, but a unit's R products read the same fields and are
+correlated, so its variance is only near 1 (0.25-1.8 across units at R = 8); the calibration of
+``s`` below sets the logit's scale either way.
 A random tanh network of width ``H`` reads the units out:
 
 .. math::
@@ -77,7 +80,7 @@ Reproducibility and memory: the teacher is drawn from ``(seed, tag)`` and rows a
 fixed chunks from ``(seed, chunk index)``, so the same seed gives the same rows and probabilities
 however they are later split or sharded (bit for bit on one machine; elsewhere up to the float32
 rounding of the vectorised ``tanh``). Each field's factors are tabulated once per id, so memory is
-those tables (``Σ_f K_f · c_f`` floats, ``K_f``: units using field f) plus one chunk of
+those tables (``R · Σ_f K_f · c_f`` floats, ``K_f``: units using field f) plus one chunk of
 :data:`CHUNK_ROWS` rows, whatever the number of rows.
 """
 
@@ -145,12 +148,12 @@ class TeacherConfig:
 
 @dataclass
 class _Field:
-    """One categorical field: id sampling, and the standardised factors of the units that use it."""
+    """One categorical field: id sampling, and the standardised factors of the unit terms that use it."""
 
     cdf: np.ndarray  # (c,) cumulative popularity of rank r
     permutation: np.ndarray  # rank -> id
-    units: np.ndarray  # (K_f,) indices of the units using this field
-    factors: np.ndarray  # (K_f, c) float32: φ_{k,f}(E_f[id]) for each unit k using f and each id
+    units: np.ndarray  # (K_f·R,) indices k·R + j of the terms (unit k, product j) using this field
+    factors: np.ndarray  # (K_f·R, c) float32: φ_{k,j,f}(E_f[id]) for each such term and each id
 
     def draw(self, uniform: np.ndarray) -> np.ndarray:
         ranks = np.minimum(np.searchsorted(self.cdf, uniform), len(self.cdf) - 1)
