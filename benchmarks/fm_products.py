@@ -49,8 +49,10 @@ def transposed_first(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.bmm(x, torch.bmm(x.transpose(1, 2), y.expand(x.shape[0], *y.shape)))
 
 
-def train_step(interactions: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> None:
-    interactions(x).sum().backward()
+def train_step(interactions: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, grad: torch.Tensor) -> None:
+    """Forward and backward with a dense output gradient, as in training (``sum().backward()`` would
+    send a stride-0 one, which some products copy and others do not)."""
+    interactions(x).backward(grad)
 
 
 def milliseconds(step: Callable[[], None], iterations: int = 20) -> float:
@@ -62,13 +64,37 @@ def milliseconds(step: Callable[[], None], iterations: int = 20) -> float:
     return (time.perf_counter() - start) / iterations * 1e3
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def best_interleaved(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Milliseconds of each step, best of ``repeats`` rounds that each time every step once, in turn."""
+    best = {name: float("inf") for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            best[name] = min(best[name], milliseconds(step))
+    return best
+
+
+def measured_on() -> str:
+    """The start of a table's header line: date, CPU, threads and torch version."""
+    return (
+        f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, torch "
+        f"{torch.__version__}"
+    )
+
+
+def kernel_benchmark_args(doc: str) -> argparse.Namespace:
+    """``--repeats`` and ``--no-write`` of a kernel benchmark; then allocate as training does
+    (``train.malloc``'s default) and seed torch."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved timings of each (the best counts)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    configure_malloc("retain")  # allocate as training does (train.malloc's default)
+    configure_malloc("retain")
     torch.manual_seed(0)
+    return args
+
+
+def main() -> None:
+    args = kernel_benchmark_args(__doc__)
     rows = []
     for label, batch, n, d, k in SHAPES:
         fmb = FactorizationMachineBlock(n, d, num_outputs=1, rank=k, hidden=[])
@@ -76,15 +102,13 @@ def main() -> None:
         y = fmb.projection.weight
         for earlier in (folded, transposed_first):
             torch.testing.assert_close(fmb.interactions(x), earlier(x, y), rtol=1e-4, atol=1e-3)
+        grad = torch.randn(batch, n, k)
         steps = {
-            "folded": partial(train_step, partial(folded, y=y), x),
-            "transposed": partial(train_step, partial(transposed_first, y=y), x),
-            "now": partial(train_step, fmb.interactions, x),
+            "folded": partial(train_step, partial(folded, y=y), x, grad),
+            "transposed": partial(train_step, partial(transposed_first, y=y), x, grad),
+            "now": partial(train_step, fmb.interactions, x, grad),
         }
-        best = {name: float("inf") for name in steps}
-        for _ in range(args.repeats):
-            for name, step in steps.items():
-                best[name] = min(best[name], milliseconds(step))
+        best = best_interleaved(steps, args.repeats)
         rows.append(
             [label, f"{batch}×{n}×{d}, k={k}"]
             + [f"{best[name]:.2f}" for name in steps]
@@ -102,8 +126,7 @@ def main() -> None:
     ]
     table = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
     header = (
-        f"Measured {datetime.date.today()} on {cpu_name()}, {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}, fp32: forward and backward of `X (Xᵀ Y)` (to X and Y), best of {args.repeats} "
+        f"{measured_on()}, fp32: forward and backward of `X (Xᵀ Y)` (to X and Y), best of {args.repeats} "
         "interleaved timings, train.malloc=retain."
     )
     publish(BEGIN, END, header, table, write=not args.no_write)

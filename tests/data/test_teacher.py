@@ -77,10 +77,10 @@ def test_a_unit_of_rank_r_sums_r_products_of_its_own_factors() -> None:
 
     def factor(f: int, term: int) -> np.ndarray:
         if f == 0:
-            (row,) = np.flatnonzero(teacher.dense_units == term)
+            (row,) = np.flatnonzero(teacher.dense_terms == term)
             return dense_factors[row]
         field = teacher.fields[f - 1]
-        (row,) = np.flatnonzero(field.units == term)
+        (row,) = np.flatnonzero(field.terms == term)
         return field.factors[row, ids[:, f - 1]]
 
     assert any(0 in fields for fields in teacher.unit_fields)

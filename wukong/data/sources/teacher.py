@@ -152,7 +152,7 @@ class _Field:
 
     cdf: np.ndarray  # (c,) cumulative popularity of rank r
     permutation: np.ndarray  # rank -> id
-    units: np.ndarray  # (K_f·R,) indices k·R + j of the terms (unit k, product j) using this field
+    terms: np.ndarray  # (K_f·R,) indices k·R + j of the terms (unit k, product j) using this field
     factors: np.ndarray  # (K_f·R, c) float32: φ_{k,j,f}(E_f[id]) for each such term and each id
 
     def draw(self, uniform: np.ndarray) -> np.ndarray:
@@ -195,23 +195,23 @@ class Teacher:
         orders = 1 + np.arange(c.width) % c.order
         self.unit_fields = [np.sort(rng.choice(num_fields, m, replace=False)) for m in orders]
         # Unit k's R products are the "terms" k·R .. k·R + R − 1, each with its own factors on the unit's fields.
-        orders = np.repeat(orders, c.unit_rank)
+        term_orders = np.repeat(orders, c.unit_rank)
         term_fields = [fields for fields in self.unit_fields for _ in range(c.unit_rank)]
         uses = [np.array([k for k, s in enumerate(term_fields) if f in s], np.int64) for f in range(num_fields)]
         self.dense_mu = rng.uniform(0.0, 3.0, c.num_dense)
         self.dense_sigma = rng.uniform(0.5, 1.5, c.num_dense)
-        self.dense_units = uses[0] if has_dense else np.zeros(0, np.int64)
-        self.dense_projection = rng.normal(0.0, 1.0, (len(self.dense_units), c.num_dense))
-        self.dense_bias = rng.normal(0.0, 0.5, len(self.dense_units))
+        self.dense_terms = uses[0] if has_dense else np.zeros(0, np.int64)
+        self.dense_projection = rng.normal(0.0, 1.0, (len(self.dense_terms), c.num_dense))
+        self.dense_bias = rng.normal(0.0, 0.5, len(self.dense_terms))
         self.fields: list[_Field] = []
         for f, cardinality in enumerate(c.cardinalities()):
-            units = uses[f + has_dense]
+            terms = uses[f + has_dense]
             weights = np.arange(1, cardinality + 1, dtype=np.float64) ** -c.zipf_exponent
             latent = rng.normal(0.0, 1.0, (cardinality, c.latent_dim))
             factors = _factor(
-                rng.normal(0.0, 1.0, (len(units), c.latent_dim)), rng.normal(0.0, 0.5, len(units)), latent
+                rng.normal(0.0, 1.0, (len(terms), c.latent_dim)), rng.normal(0.0, 0.5, len(terms)), latent
             )
-            field = _Field(np.cumsum(weights / weights.sum()), rng.permutation(cardinality), units, factors)
+            field = _Field(np.cumsum(weights / weights.sum()), rng.permutation(cardinality), terms, factors)
             mean, std = _standardise(factors.astype(np.float64), field.popularity())
             field.factors = ((factors - mean[:, None]) / std[:, None]).astype(np.float32)
             self.fields.append(field)
@@ -221,15 +221,15 @@ class Teacher:
         self._readout_in = (READOUT_GAIN * self.readout_in / np.sqrt(c.width)).astype(np.float32)
         self._readout_bias = self.readout_bias.astype(np.float32)[:, None]
         # Where each term's factors sit among the gathered factor rows (dense first, then fields in order).
-        owners = np.concatenate([self.dense_units] + [field.units for field in self.fields])
+        owners = np.concatenate([self.dense_terms] + [field.terms for field in self.fields])
         rows_of = [np.flatnonzero(owners == k) for k in range(c.width * c.unit_rank)]
         self._order_groups = [
             (members, np.stack([rows_of[k] for k in members]))
-            for members in (np.flatnonzero(orders == m) for m in range(1, c.order + 1))
+            for members in (np.flatnonzero(term_orders == m) for m in range(1, c.order + 1))
             if len(members)
         ]
         # Calibration: the dense factors' moments, then the score's, then the bias.
-        self.dense_mean, self.dense_std = np.zeros(len(self.dense_units)), np.ones(len(self.dense_units))
+        self.dense_mean, self.dense_std = np.zeros(len(self.dense_terms)), np.ones(len(self.dense_terms))
         self.score_mean, self.score_std, self.bias = 0.0, 1.0, 0.0
         dense, ids = self.draw(np.random.default_rng([seed, _CALIBRATION_TAG]), CALIBRATION_ROWS)
         if has_dense:
