@@ -339,7 +339,10 @@ def prepare(
     storage = open_storage(output)
     open_output(storage, options)
     parts = source.parts()
-    with tempfile.TemporaryDirectory(prefix="wukong-spool-") as spool, Workers(min(workers, len(parts))) as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="wukong-spool-") as spool,
+        Workers(min(workers, len(parts)), preload=source.worker_modules) as pool,
+    ):
         scans = pool.map(functools.partial(scan, source, Path(spool)), [(p,) for p in parts], progress, _seen)
         checked_rejects(source, scans, options)
         starts = offsets(scans)

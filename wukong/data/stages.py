@@ -241,19 +241,20 @@ def writer_tag(group: int, groups: int) -> str:
 class Workers:
     """Runs a stage over many inputs, here (``processes`` 1) or in that many worker processes.
 
-    Workers fork from a server process that imported the stages and nothing else (``forkserver``: no
-    forked Arrow thread pools, and the imports are paid once, not per worker); each uses one thread
-    for Arrow. Results come back in input order; the first failure is re-raised after the others finish.
+    Workers fork from a server process that imported the stages and ``preload`` and nothing else
+    (``forkserver``: no forked Arrow thread pools, and the imports are paid once, not per worker); each
+    uses one thread for Arrow. Results come back in input order; the first failure is re-raised after
+    the others finish.
     """
 
-    def __init__(self, processes: int) -> None:
-        self.processes = processes
+    def __init__(self, processes: int, preload: Sequence[str] = ()) -> None:
+        self.processes, self.preload = processes, list(preload)
         self.pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> Workers:
         if self.processes > 1:
             context = get_context("forkserver")
-            context.set_forkserver_preload(["wukong.data.prepare", "wukong.data.sources"])
+            context.set_forkserver_preload(["wukong.data.prepare", "wukong.data.sources", *self.preload])
             self.pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_one_thread)
         return self
 

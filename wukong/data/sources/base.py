@@ -78,6 +78,7 @@ class Source(ABC):
 
     name: str
     spec: SourceSpec
+    worker_modules: tuple[str, ...] = ()  # imported once by the ingest workers' server (not per worker)
 
     @abstractmethod
     def chunks(self) -> Iterator[RawChunk]: ...

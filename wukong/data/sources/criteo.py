@@ -5,11 +5,13 @@ Integer features may be blank (missing) or negative; categorical features are 8 
 :data:`PART_BYTES` (byte ranges cut at line starts), each gzip file as one part, so that ingest can
 read parts in parallel.
 
-Reading is two-speed with one outcome. The fast path parses a block with typed columns (label and
-categories as bytes, integers as int64) and checks what typing cannot with a few whole-buffer tests;
-a block that fails any of them (a byte outside the format's alphabet, a conversion error, a label
-other than 0/1, a category that is not 8 hex digits or blank) is parsed again field by field against
-:data:`RULES`, which rejects exactly its bad rows with their reasons. Both paths accept the same rows.
+Reading is three-speed with one outcome. A compiled pass (:mod:`wukong.data.sources.criteo_scan`)
+parses, checks and dictionary-encodes a strictly regular block in one go. The fast path parses any
+other block with typed columns (label and categories as bytes, integers as int64) and checks what
+typing cannot with a few whole-buffer tests; a block that fails any of them (a byte outside the
+format's alphabet, a conversion error, a label other than 0/1, a category that is not 8 hex digits or
+blank) is parsed again field by field against :data:`RULES`, which rejects exactly its bad rows with
+their reasons. All three paths accept the same rows.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ UNTYPED = {name: pa.binary() for name in NAMES}
 class CriteoSource(Source):
     name = "criteo"
     spec = SourceSpec(label="label", dense=DENSE, sparse=tuple((n, False) for n in SPARSE))
+    worker_modules = ("wukong.data.sources.criteo_scan",)
 
     def __init__(self, path: Path, part_bytes: int = PART_BYTES) -> None:
         self.path, self.part_bytes = Path(path), part_bytes
@@ -102,7 +105,16 @@ def _columns(table: pa.Table, categories: dict[str, pa.Array] | None = None) -> 
 
 
 def _fast(block: bytes, skipped: list[Reject]) -> pa.Table | None:
-    """The block's rows if every field is well-formed, else None. Categories come dictionary-encoded."""
+    """The block's rows if every field is well-formed, else None. Categories come dictionary-encoded.
+
+    The compiled pass (:mod:`~wukong.data.sources.criteo_scan`) takes strictly regular blocks; Arrow's
+    typed parse and whole-buffer checks take the rest that are well-formed (blank lines, ``\r\n``,
+    19-digit integers, no final newline).
+    """
+    from wukong.data.sources.criteo_scan import scan  # Numba loads on first use, not with the CLI
+
+    if (table := scan(block, NAMES)) is not None:
+        return table
     if block.translate(None, ALPHABET):
         return None
     try:
