@@ -1,9 +1,11 @@
 """Ingest in parts: byte ranges tile a file, the fast and checked Criteo paths agree, and N workers
-give the dataset one gives (same rows, ids and splits; only the shard boundaries differ)."""
+give the dataset one gives (same rows, ids and splits; only the shard boundaries differ); the
+worker pool runs inputs in this process until its workers are up."""
 
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from wukong.data.prepare import PrepareOptions, prepare
 from wukong.data.rows import Layout, RowBlock
 from wukong.data.sources.criteo import CriteoSource
 from wukong.data.sources.text import line_ranges, read_lines
+from wukong.data.stages import Workers
 from wukong.io import open_storage
 
 from .conftest import criteo_lines, write_criteo
@@ -185,3 +188,29 @@ def test_parquet_files_are_parts_and_the_time_split_holds_across_workers(tmp_pat
     two = prepare(ParquetSource(folder, spec), str(tmp_path / "two"), options, workers=2)
     assert one.preprocessing["split"] == two.preprocessing["split"]  # the same cut-offs
     assert split_rows(str(tmp_path / "one")) == split_rows(str(tmp_path / "two"))
+
+
+def where_it_ran(value: int, progress=None) -> tuple[int, int]:
+    if value < 0:
+        raise ValueError(f"input {value}")
+    return value, os.getpid()
+
+
+def test_inputs_run_here_until_the_workers_are_up_then_in_them() -> None:
+    with Workers(2) as pool:
+        early = pool.map(where_it_ran, [(i,) for i in range(8)])
+        assert pool.ready.wait(120)
+        late = pool.map(where_it_ran, [(i,) for i in range(8)])
+    assert [v for v, _ in early] == list(range(8)) == [v for v, _ in late]  # in input order either way
+    here = [pid == os.getpid() for _, pid in early]
+    assert here == sorted(here, reverse=True)  # what ran here ran first
+    assert not any(pid == os.getpid() for _, pid in late)
+
+
+def test_a_failing_input_in_a_worker_undoes_the_others_results() -> None:
+    undone = []
+    with Workers(2) as pool:
+        assert pool.ready.wait(120)
+        with pytest.raises(ValueError, match="input -1"):
+            pool.map(where_it_ran, [(0,), (-1,), (2,)], undo=undone.append)
+    assert sorted(v for v, _ in undone) == [0, 2]  # the others finished, and were undone

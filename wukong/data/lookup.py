@@ -1,8 +1,9 @@
 """Positions of values in a fixed array of distinct values (a vocabulary), built once, looked up often.
 
 ``pyarrow.compute.index_in`` rebuilds its hash table of the value set on every call, which costs
-O(V) per chunk for a vocabulary of V values. :class:`ValueIndex` instead sorts a 64-bit key per
-vocabulary value once and answers each query with a binary search (O(log V) per value):
+O(V) per chunk for a vocabulary of V values. :class:`ValueIndex` instead puts a 64-bit key per
+vocabulary value in a hash table once (:class:`wukong.data.compiled.KeyTable`) and answers each query
+with a probe (O(1) per value):
 
 - integers: the value itself, so equal keys are equal values;
 - bytes and strings: the first 8 bytes, big-endian, zero-padded; a found key is confirmed by comparing
@@ -68,34 +69,31 @@ class ValueIndex:
     """``positions(query)``: where each query value sits in ``values`` (distinct), :data:`ABSENT` if nowhere."""
 
     def __init__(self, values: pa.Array) -> None:
+        from wukong.data.compiled import KeyTable  # Numba loads on first use
+
         self.values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
         self.verify = not pa.types.is_integer(self.values.type)  # string keys are prefixes
-        self.sorted: np.ndarray | None = None
+        self.table: KeyTable | None = None
         keys = _keys(self.values)
         if keys is not None:
             self.lengths = string_lengths(self.values) if self.verify else None
-            order = np.argsort(keys, kind="stable")
-            ordered = keys[order]
-            if not (ordered[1:] == ordered[:-1]).any():
-                self.sorted, self.order = ordered, order
+            table = KeyTable(keys)
+            self.table = table if table.distinct else None
 
     def positions(self, query: pa.Array) -> np.ndarray:
         """int64 positions into ``values``; a null or absent value → :data:`ABSENT`."""
         query = query.combine_chunks() if isinstance(query, pa.ChunkedArray) else query
         if query.type != self.values.type:
             query = query.cast(self.values.type)
-        if self.sorted is None:
+        if self.table is None:
             found = pc.index_in(query, value_set=self.values)
             return pc.fill_null(found, ABSENT).to_numpy(zero_copy_only=False).astype(np.int64)
-        if not len(self.sorted):
-            return np.full(len(query), ABSENT, np.int64)
-        keys = _keys(query)
-        at = np.minimum(np.searchsorted(self.sorted, keys), len(self.sorted) - 1)
-        positions = self.order[at].astype(np.int64)
-        found = self.sorted[at] == keys
+        positions = self.table.find(_keys(query))
+        found = positions >= 0
         if query.null_count:
             found &= query.is_valid().to_numpy(zero_copy_only=False)
         if self.verify and found.any():
+            positions = np.where(found, positions, 0)  # the checks below index by every position
             lengths = string_lengths(query)
             found &= lengths == self.lengths[positions]
             if (lengths > _PREFIX).any():  # same first 8 bytes and length: compare the rest

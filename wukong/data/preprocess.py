@@ -121,43 +121,29 @@ class Reservoir:
         self.seen += len(values)
 
 
-_EXACT_INT = 1 << 53  # integers up to this size convert to float64 exactly
-_SMALL = 1 << 16
-_LOG1P_SMALL = np.log1p(np.arange(_SMALL, dtype=np.float64)).astype(np.float32)  # the transform of 0.._SMALL-1
-
-
 def transform_dense(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     r"""``log(1 + max(x, 0))`` as float32; a missing value becomes 0 (the transform of 0).
 
-    Computed in float64 and rounded once; integers below 2**16 (most counts) read the same numbers
-    from a table.
+    Computed in float64 and rounded once. Integer columns take one compiled pass
+    (:func:`wukong.data.compiled.log1p_counts`: counts below 2**16, most of them, read the same numbers
+    from a table); other columns, and integers beyond 2**53 (whose float64 cast is checked, and fails),
+    go through Arrow's cast.
     """
-    integers = _integers(values)
-    if integers is None:
-        x = pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy()
-        return np.log1p(np.maximum(x, 0.0)).astype(np.float32)
-    clipped = np.maximum(integers, 0)
-    out = _LOG1P_SMALL.take(np.minimum(clipped, _SMALL - 1))
-    large = clipped >= _SMALL
-    if large.any():
-        out[large] = np.log1p(clipped[large].astype(np.float64)).astype(np.float32)
-    return out
-
-
-def _integers(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
-    """An integer column's values as int64, a missing value as 0; None for other columns, or integers
-    beyond 2**53 (their float64 cast is checked, and fails, as before)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if not pa.types.is_integer(values.type) or not len(values) or pa.types.is_uint64(values.type):
-        return None
-    raw = np.frombuffer(values.buffers()[1], values.type.to_pandas_dtype())[values.offset :][: len(values)]
-    if max(int(raw.max()), -int(raw.min())) > _EXACT_INT:
-        return None
-    raw = raw.astype(np.int64)  # a copy: nulls are set below
-    if values.null_count:
-        raw[~values.is_valid().to_numpy(zero_copy_only=False)] = 0
-    return raw
+    if pa.types.is_integer(values.type) and len(values) and not pa.types.is_uint64(values.type):
+        from wukong.data.compiled import log1p_counts  # Numba loads on first use
+
+        validity, data = values.buffers()[:2]
+        raw = np.frombuffer(data, values.type.to_pandas_dtype())[values.offset :][: len(values)]
+        bits = (
+            np.frombuffer(validity, np.uint8) if validity is not None and values.null_count else np.zeros(0, np.uint8)
+        )
+        out = log1p_counts(raw.astype(np.int64, copy=False), bits, values.offset)
+        if out is not None:
+            return out
+    x = pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy()
+    return np.log1p(np.maximum(x, 0.0)).astype(np.float32)
 
 
 @dataclass

@@ -19,11 +19,13 @@ The spool is read, never parsed again: each input byte is parsed and validated o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 import os
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -243,23 +245,38 @@ class Workers:
 
     Workers fork from a server process that imported the stages and ``preload`` and nothing else
     (``forkserver``: no forked Arrow thread pools, and the imports are paid once, not per worker); each
-    uses one thread for Arrow. Results come back in input order; the first failure is re-raised after
-    the others finish.
+    uses one thread for Arrow. That server takes a second or more to start (Arrow, Numba and the
+    compiled loops load), so it starts in the background on entry, and until its first worker is up
+    this process runs the inputs itself, in order. Results come back in input order; the first failure
+    is re-raised after the others finish.
     """
 
     def __init__(self, processes: int, preload: Sequence[str] = ()) -> None:
         self.processes, self.preload = processes, list(preload)
         self.pool: ProcessPoolExecutor | None = None
+        self.ready = threading.Event()
+        self._starter: threading.Thread | None = None
 
     def __enter__(self) -> Workers:
         if self.processes > 1:
             context = get_context("forkserver")
-            context.set_forkserver_preload(["wukong.data.prepare", "wukong.data.sources", *self.preload])
+            context.set_forkserver_preload(
+                ["wukong.data.prepare", "wukong.data.sources", "wukong.data.compiled", *self.preload]
+            )
             self.pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_one_thread)
+            self._starter = threading.Thread(target=self._start, args=(self.pool,), daemon=True)
+            self._starter.start()
         return self
+
+    def _start(self, pool: ProcessPoolExecutor) -> None:
+        with contextlib.suppress(BaseException):  # a pool that cannot start fails what is submitted to it
+            pool.submit(os.getpid).result()  # returns once the server and a first worker are up
+        self.ready.set()
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
+            if self._starter is not None:
+                self._starter.join()
             self.pool.shutdown(cancel_futures=True)
 
     def map(
@@ -276,16 +293,16 @@ class Workers:
         as each input finishes. If any input fails, the others still finish, ``undo`` runs on every
         result there is, and the first failure is re-raised.
         """
-        results, failure = [], None
-        if self.pool is None:
-            for x in inputs:
-                try:
-                    results.append(function(*x, progress=progress))
-                except BaseException as error:
-                    failure = error
-                    break
-        else:
-            for future in [self.pool.submit(function, *x) for x in inputs]:
+        results, failure, local = [], None, 0
+        while local < len(inputs) and (self.pool is None or not self.ready.is_set()):
+            try:
+                results.append(function(*inputs[local], progress=progress))
+            except BaseException as error:
+                failure = error
+                break
+            local += 1
+        if self.pool is not None and failure is None:
+            for future in [self.pool.submit(function, *x) for x in inputs[local:]]:
                 try:
                     results.append(future.result())
                     if progress and rows:

@@ -11,8 +11,8 @@ compiled with Numba: each line is
 
 An 8-byte category is read as one little-endian 64-bit key (its bytes, so ``0000ABCD`` and ``0000abcd``
 stay two values, as in the text), blank as the key 0, which no 8 hex digits give. Each column's keys
-are encoded in order of first appearance with an open-addressing hash table (Fibonacci hashing,
-linear probing), as Arrow's ``dictionary_encode`` numbers them.
+are encoded in order of first appearance (:func:`wukong.data.compiled.dictionary_encode`), as Arrow's
+``dictionary_encode`` numbers them.
 
 The pass is strict on purpose: on the first byte that departs from the grammar (a longer or signed
 label, a 19-digit integer, a lone ``-``, a category of another length, ``\r``, an empty line, a
@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
+from numba import njit, types
+
+from wukong.data.compiled import U8, dictionary_encode
 
 NUM_DENSE, NUM_SPARSE = 13, 26
 MAX_DIGITS = 18  # every integer of up to 18 digits fits int64; longer ones take the general path
 _TAB, _NEWLINE, _MINUS, _ZERO = 9, 10, 45, 48
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 # byte classes: 1 a decimal digit, 2 a hex letter; 0 anything else
@@ -39,7 +40,11 @@ _CLASS[np.frombuffer(b"0123456789", np.uint8)] = 1
 _CLASS[np.frombuffer(b"abcdefABCDEF", np.uint8)] = 2
 
 
-@njit(cache=True, nogil=True)
+@njit(
+    types.boolean(U8, types.int64[::1], types.int64[:, ::1], types.boolean[:, ::1], types.uint64[:, ::1]),
+    cache=True,
+    nogil=True,
+)
 def _parse(buf, labels, dense, present, keys) -> bool:  # pragma: no cover (compiled; tested through scan)
     """Fill ``labels[r]``, ``dense[j, r]``, ``present[j, r]`` and ``keys[j, r]`` for every line of ``buf``;
     False at the first departure from the grammar (the arrays' contents are then meaningless).
@@ -85,38 +90,6 @@ def _parse(buf, labels, dense, present, keys) -> bool:  # pragma: no cover (comp
     return position == buf.shape[0]
 
 
-@njit(cache=True, nogil=True)
-def _encode(keys, codes, dictionary, sizes) -> None:  # pragma: no cover (compiled; tested through scan)
-    """Per column ``j``: ``codes[j, r]`` the first-appearance index of ``keys[j, r]``, the distinct keys in
-    ``dictionary[j, :sizes[j]]``."""
-    columns, rows = keys.shape
-    bits = 1
-    while (1 << bits) < 2 * rows:
-        bits += 1
-    mask = (1 << bits) - 1
-    shift = np.uint64(64 - bits)
-    slots = np.empty(1 << bits, np.int32)
-    for j in range(columns):
-        slots[:] = -1
-        size = 0
-        for row in range(rows):
-            key = keys[j, row]
-            slot = np.int64((key * _GOLDEN) >> shift)
-            while True:
-                code = slots[slot]
-                if code < 0:
-                    slots[slot] = size
-                    dictionary[j, size] = key
-                    codes[j, row] = size
-                    size += 1
-                    break
-                if dictionary[j, code] == key:
-                    codes[j, row] = code
-                    break
-                slot = (slot + 1) & mask
-        sizes[j] = size
-
-
 def _binary_values(keys: np.ndarray) -> pa.BinaryArray:
     """The 8-byte keys back as the text they were read from (the key 0: blank)."""
     lengths = np.where(keys == 0, 0, 8).astype(np.int32)
@@ -150,7 +123,7 @@ def scan(block: bytes, names: tuple[str, ...]) -> pa.Table | None:
     codes = np.empty((NUM_SPARSE, rows), np.int32)
     dictionary = np.empty((NUM_SPARSE, rows), np.uint64)
     sizes = np.empty(NUM_SPARSE, np.int64)
-    _encode(keys, codes, dictionary, sizes)
+    dictionary_encode(keys, codes, dictionary, sizes)
     columns = [pa.array(labels)]
     columns += [_integers(dense[j], present[j]) for j in range(NUM_DENSE)]
     columns += [
