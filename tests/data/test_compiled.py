@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from numba import njit, types
 
-from wukong.data.compiled import KeyTable, dictionary_encode, log1p_counts
+from wukong.data.compiled import KeyTable, dictionary_encode, jit, log1p_counts
 from wukong.data.lookup import ABSENT, ValueIndex
 from wukong.data.preprocess import transform_dense
 
@@ -67,3 +68,15 @@ def test_value_index_finds_strings_by_key_and_checks_the_rest() -> None:
     assert index.positions(query).tolist() == expected.tolist() == [2, 3, ABSENT, ABSENT, ABSENT, 1, 0, 5]
     integers = ValueIndex(pa.array([10, -4, 2**40]))
     assert integers.positions(pa.array([2**40, None, 10, 11])).tolist() == [2, ABSENT, 0, ABSENT]
+
+
+def test_without_a_writable_cache_folder_loops_compile_at_each_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numba.core.caching import CacheImpl
+
+    def add_one(x):
+        return x + 1
+
+    monkeypatch.setattr(CacheImpl, "_locator_classes", [])  # as if no folder could be written
+    with pytest.raises(RuntimeError, match="no locator available"):
+        njit("int64(int64)", cache=True)(add_one)
+    assert jit(types.int64(types.int64))(add_one)(41) == 42

@@ -34,17 +34,31 @@ SMALL = 1 << 16  # integers below this read log(1 + x) from a table
 LOG1P_SMALL = np.log1p(np.arange(SMALL, dtype=np.float64)).astype(np.float32)
 
 
+def jit(signature):
+    """Numba's ``njit`` for ``signature``, compiled now, without the GIL, kept in Numba's disk cache (beside
+    the source, else in the user's cache folder); where no folder is writable (a read-only container),
+    compiled afresh at each start instead of failing."""
+
+    def compile_(function):
+        try:
+            return njit(signature, cache=True, nogil=True)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return njit(signature, nogil=True)(function)
+
+    return compile_
+
+
 def table_bits(count: int) -> int:
     """``b`` of a table for ``count`` keys: the smallest with ``2^b ≥ 2·count`` (at least 1)."""
     return max(1, (2 * max(count, 1) - 1).bit_length())
 
 
-@njit(types.int64(types.uint64, types.uint64), cache=True, nogil=True)
+@jit(types.int64(types.uint64, types.uint64))
 def _first_slot(key, shift):  # pragma: no cover (compiled)
     return np.int64((key * _GOLDEN) >> shift)
 
 
-@njit(types.none(U64_2D, types.int32[:, ::1], types.uint64[:, ::1], types.int64[::1]), cache=True, nogil=True)
+@jit(types.none(U64_2D, types.int32[:, ::1], types.uint64[:, ::1], types.int64[::1]))
 def dictionary_encode(keys, codes, dictionary, sizes) -> None:  # pragma: no cover (compiled)
     """Per row ``j`` of ``keys``: ``codes[j, i]`` the first-appearance index of ``keys[j, i]`` among the
     row's keys, the distinct keys in ``dictionary[j, :sizes[j]]`` (as ``pyarrow.compute.dictionary_encode``
@@ -74,7 +88,7 @@ def dictionary_encode(keys, codes, dictionary, sizes) -> None:  # pragma: no cov
         sizes[j] = size
 
 
-@njit(types.none(U64, I64, types.int64, U64, types.int64[::1]), cache=True, nogil=True)
+@jit(types.none(U64, I64, types.int64, U64, types.int64[::1]))
 def _probe(keys, slots, bits, queries, out) -> None:  # pragma: no cover (compiled)
     mask, shift = slots.shape[0] - 1, np.uint64(64 - bits)
     for i in range(queries.shape[0]):
@@ -88,7 +102,7 @@ def _probe(keys, slots, bits, queries, out) -> None:  # pragma: no cover (compil
             slot = (slot + 1) & mask
 
 
-@njit(types.boolean(U64, types.int64[::1], types.int64), cache=True, nogil=True)
+@jit(types.boolean(U64, types.int64[::1], types.int64))
 def _insert(keys, slots, bits) -> bool:  # pragma: no cover (compiled)
     mask, shift = slots.shape[0] - 1, np.uint64(64 - bits)
     distinct = True
@@ -122,7 +136,7 @@ class KeyTable:
         return out
 
 
-@njit(types.int64(I64, U8, types.int64, F32, types.float32[::1]), cache=True, nogil=True)
+@jit(types.int64(I64, U8, types.int64, F32, types.float32[::1]))
 def _log1p_counts(values, validity, offset, table, out) -> int:  # pragma: no cover (compiled)
     large = 0
     for i in range(values.shape[0]):

@@ -186,7 +186,7 @@ def _by_code(codes: np.ndarray, indices: pa.Array, missing: int) -> np.ndarray:
     """``codes[i]`` for each dictionary index ``i`` of a dictionary array; a null index → ``missing``."""
     if not len(codes):
         return np.full(len(indices), missing, np.int32)
-    picked = codes[pc.fill_null(indices, 0).to_numpy()]
+    picked = codes[(pc.fill_null(indices, 0) if indices.null_count else indices).to_numpy()]
     if indices.null_count:
         picked[~indices.is_valid().to_numpy(zero_copy_only=False)] = missing
     return picked

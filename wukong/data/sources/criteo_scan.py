@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from numba import njit, types
+from numba import types
 
-from wukong.data.compiled import U8, dictionary_encode
+from wukong.data.compiled import U8, dictionary_encode, jit
 
 NUM_DENSE, NUM_SPARSE = 13, 26
 MAX_DIGITS = 18  # every integer of up to 18 digits fits int64; longer ones take the general path
@@ -40,11 +40,7 @@ _CLASS[np.frombuffer(b"0123456789", np.uint8)] = 1
 _CLASS[np.frombuffer(b"abcdefABCDEF", np.uint8)] = 2
 
 
-@njit(
-    types.boolean(U8, types.int64[::1], types.int64[:, ::1], types.boolean[:, ::1], types.uint64[:, ::1]),
-    cache=True,
-    nogil=True,
-)
+@jit(types.boolean(U8, types.int64[::1], types.int64[:, ::1], types.boolean[:, ::1], types.uint64[:, ::1]))
 def _parse(buf, labels, dense, present, keys) -> bool:  # pragma: no cover (compiled; tested through scan)
     """Fill ``labels[r]``, ``dense[j, r]``, ``present[j, r]`` and ``keys[j, r]`` for every line of ``buf``;
     False at the first departure from the grammar (the arrays' contents are then meaningless).
