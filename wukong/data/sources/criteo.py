@@ -108,8 +108,8 @@ def _fast(block: bytes, skipped: list[Reject]) -> pa.Table | None:
     """The block's rows if every field is well-formed, else None. Categories come dictionary-encoded.
 
     The compiled pass (:mod:`~wukong.data.sources.criteo_scan`) takes strictly regular blocks; Arrow's
-    typed parse and whole-buffer checks take the rest that are well-formed (blank lines, ``\r\n``,
-    19-digit integers, no final newline).
+    typed parse and whole-buffer checks take the rest that are well-formed (blank lines, CRLF line
+    ends, 19-digit integers, no final newline).
     """
     from wukong.data.sources.criteo_scan import scan  # Numba loads on first use, not with the CLI
 
