@@ -12,7 +12,7 @@ import pytest
 
 from wukong.data.errors import DataError
 from wukong.experiments.powerlaw import fit_power_law
-from wukong.experiments.report import build_report, write_report
+from wukong.experiments.report import best_of_grid, build_report, write_report
 
 TRUE = {"floor": 0.45, "scale": 0.02, "exponent": 0.3}
 
@@ -158,3 +158,50 @@ def test_points_of_another_sweep_on_the_same_budget_join_the_report(tmp_path: Pa
     with pytest.raises(DataError, match=r"measures points that .* measures too \(wukong at 0\.25\)"):
         write_report(first, add=[again], output=tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def gridded(family: str, mflops: float, seed: int, rate: str, valid: float, test: float) -> dict:
+    r = record(family, 0, mflops, seed, valid)
+    r["id"] += f"-{rate}"
+    r["grid"] = {"train.learning_rate": rate}
+    r["test"] = {**r["test"], "logloss": test}
+    return r
+
+
+def test_the_recipe_is_chosen_on_the_search_seed_and_kept_at_every_seed() -> None:
+    """Seed 1 prefers the other rate on validation, but the point's recipe was chosen on seed 0."""
+    records = [
+        gridded("wukong", 1.0, 0, "0.001", 0.50, 0.50),
+        gridded("wukong", 1.0, 0, "0.003", 0.51, 0.40),  # best on test: never chosen for it
+        gridded("wukong", 1.0, 1, "0.001", 0.52, 0.52),
+        gridded("wukong", 1.0, 1, "0.003", 0.49, 0.49),
+    ]
+    chosen = best_of_grid(records)
+    assert sorted((r["seed"], r["grid"]["train.learning_rate"]) for r in chosen) == [(0, "0.001"), (1, "0.001")]
+
+
+def test_a_wider_grid_from_another_sweep_rechooses_each_points_recipe(tmp_path: Path) -> None:
+    """The sweep chose 0.001 on seed 0 and trained it on seed 1 too; a sweep one step beyond (0.0005),
+    better on seed 0's validation, takes the point with both its seeds; a duplicate or a sweep of
+    another grid key is refused."""
+    grid = {"grid": {"train.learning_rate": ["0.001", "0.003"]}, "targets_mflops": [1.0]}
+    first = write_sweep(
+        tmp_path / "a",
+        [
+            gridded("wukong", 1.0, 0, "0.001", 0.50, 0.50),
+            gridded("wukong", 1.0, 0, "0.003", 0.51, 0.51),
+            gridded("wukong", 1.0, 1, "0.001", 0.52, 0.52),
+        ],
+        **grid,
+    )
+    wider = [gridded("wukong", 1.0, s, "0.0005", 0.48 + s / 100, 0.47 + s / 100) for s in (0, 1)]
+    edge = write_sweep(tmp_path / "edge", wider, grid={"train.learning_rate": ["0.0005"]}, targets_mflops=[1.0])
+    write_report(first, output=tmp_path / "all", extend=[edge])
+    table = (tmp_path / "all" / "report.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| wukong") and "learning_rate" in line)
+    assert "learning_rate=0.0005" in row and "0.4750 ± 0.0071" in row  # test LogLoss of its two seeds
+    with pytest.raises(DataError, match=r"trains what is already reported \(wukong at 1\.0, .*0\.001.*seed 0\)"):
+        write_report(first, output=tmp_path / "x", extend=[first])
+    other_key = write_sweep(tmp_path / "wd", wider, grid={"train.weight_decay": ["0.1"]}, targets_mflops=[1.0])
+    with pytest.raises(DataError, match=r"extends a grid only with other values of the same keys"):
+        write_report(first, output=tmp_path / "y", extend=[other_key])

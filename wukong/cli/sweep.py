@@ -16,7 +16,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.action == "report":
         output = Path(args.report_output) if args.report_output else None
-        paths = write_report(Path(args.folder), args.split, add=[Path(a) for a in args.add], output=output)
+        paths = write_report(
+            Path(args.folder),
+            args.split,
+            add=[Path(a) for a in args.add],
+            output=output,
+            extend=[Path(e) for e in args.extend],
+        )
         print("\n".join(str(p) for p in paths))
         return 0
     missing = [flag for flag in ("data", "output") if not getattr(args, flag)]
@@ -81,6 +87,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="another sweep's folder whose points join the report (same data, rows, preset, overrides and "
         "grid; new points only; repeatable)",
+    )
+    report.add_argument(
+        "--extend",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another sweep's folder that trained this sweep's points at other values of its grid (a wider "
+        "grid): each point's recipe is chosen again over all of them, on validation at the search seed "
+        "(repeatable)",
     )
     report.add_argument("--output", dest="report_output", help="folder for the report (default: DIR)")
     sweep.set_defaults(func=_sweep)

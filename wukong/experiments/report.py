@@ -96,21 +96,30 @@ def point_key(record: dict[str, Any]) -> Any:
 
 
 def best_of_grid(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Of the grid's records of each (family, point, seed), the one with the lowest validation LogLoss.
+    """Of the grid's records of each (family, point), those of the recipe chosen on validation.
 
-    Records of a sweep without a grid pass through; so does a point whose records all lack a
-    validation LogLoss (it keeps its first). The test split never takes part in the choice.
+    The recipe (grid combination) is chosen on the point's *search seed*, its lowest seed, as the
+    one with the lowest validation LogLoss among that seed's records; its records at every seed are
+    kept, the other recipes' dropped. That is how a local sweep searches (its later seeds train the
+    search seed's winner only), so a wider grid added later (:func:`write_report`'s ``extend``)
+    re-chooses on the same seed, and a sweep that trained every recipe at every seed is judged the
+    same way. Records of a sweep without a grid pass through; so does a point whose records all lack
+    a validation LogLoss (it keeps its first recipe). The test split never takes part in the choice.
     """
-    chosen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    kept = []
     for r in records:
-        key = (r.get("family", r["model"]), point_key(r), r.get("seed"))
-        if "grid" not in r:
-            key = (*key, r["id"])
-        best = chosen.get(key)
-        loss = r.get("valid", {}).get("logloss", math.inf)
-        if best is None or loss < best.get("valid", {}).get("logloss", math.inf):
-            chosen[key] = r
-    return list(chosen.values())
+        if "grid" in r:
+            groups.setdefault((r.get("family", r["model"]), point_key(r)), []).append(r)
+        else:
+            kept.append(r)
+    for group in groups.values():
+        recipe = lambda r: json.dumps(r["grid"], sort_keys=True)  # noqa: E731
+        search_seed = min(r.get("seed", 0) for r in group)
+        searched = [r for r in group if r.get("seed", 0) == search_seed]
+        best = min(searched, key=lambda r: r.get("valid", {}).get("logloss", math.inf))
+        kept += [r for r in group if recipe(r) == recipe(best)]
+    return kept
 
 
 def _grid_choice(group: list[dict[str, Any]]) -> str:
@@ -288,12 +297,18 @@ def write_report(
     journal: str = "sweep.jsonl",
     add: Sequence[Path] = (),
     output: Path | None = None,
+    extend: Sequence[Path] = (),
 ) -> list[Path]:
     """The report of the sweep in ``folder``, written beside its journal (or in ``output``).
 
     ``add``: other sweeps' folders whose points join this report: points added later (another FLOP
     range, other families) on the same data, rows, preset, overrides and grid, which is checked
     (:func:`check_reportable_together`). A point measured in two of them is refused, not averaged.
+
+    ``extend``: other sweeps' folders that trained points of these at other values of the same grid
+    keys (a wider grid, e.g. one step beyond an edge where a rate was chosen): their records join
+    each point's choice of recipe (:func:`best_of_grid`, on the search seed). The same recipe at the
+    same seed in two folders is refused.
     """
     from wukong.data.errors import DataError
 
@@ -308,7 +323,22 @@ def write_report(
             named = ", ".join(f"{family} at {point}" for family, point in both)
             raise DataError(f"{other}: measures points that {folder} measures too ({named}); add only new points")
         records += more
+    for other in extend:
+        check_reportable_together(folder, other, extending=True)
+        more = list(Journal(other / journal).records().values())
+        both = sorted(_trials(more) & _trials(records))
+        if both:
+            named = ", ".join(f"{family} at {point}, {recipe}, seed {seed}" for family, point, recipe, seed in both)
+            raise DataError(f"{other}: trains what is already reported ({named}); extend only with other values")
+        records += more
     return build_report(records, split).write(output or folder)
+
+
+def _trials(records: list[dict[str, Any]]) -> set[tuple[str, Any, str, Any]]:
+    return {
+        (r.get("family", r["model"]), point_key(r), json.dumps(r.get("grid"), sort_keys=True), r.get("seed"))
+        for r in records
+    }
 
 
 def _points(records: list[dict[str, Any]]) -> set[tuple[str, Any]]:
@@ -319,11 +349,13 @@ def _points(records: list[dict[str, Any]]) -> set[tuple[str, Any]]:
 POINT_SETTINGS = ("models", "targets_mflops", "seeds", "end_seeds")
 
 
-def check_reportable_together(folder: Path, other: Path, settings: str = "sweep.json") -> None:
-    """Raise unless ``other``'s sweep trained on ``folder``'s data budget and recipes.
+def check_reportable_together(folder: Path, other: Path, settings: str = "sweep.json", extending: bool = False) -> None:
+    """Raise unless ``other``'s sweep trained on ``folder``'s data budget and recipes (``extending``:
+    and a grid of the same keys, at other values).
 
     Raises:
-        DataError: either has no settings file, or they differ in anything but :data:`POINT_SETTINGS`.
+        DataError: either has no settings file, or they differ in anything but :data:`POINT_SETTINGS`
+            (and the grid's values, when ``extending``).
     """
     from wukong.data.errors import DataError
 
@@ -333,7 +365,13 @@ def check_reportable_together(folder: Path, other: Path, settings: str = "sweep.
             raise DataError(f"{path}: missing; only folders written by `wukong sweep` can be reported together")
         pinned.append(json.loads(path.read_text()))
     ours, theirs = pinned
-    differ = sorted(k for k in set(ours) | set(theirs) if k not in POINT_SETTINGS and ours.get(k) != theirs.get(k))
+    free = POINT_SETTINGS
+    if extending:
+        keys = [sorted(p.get("grid") or {}) for p in pinned]
+        if not keys[0] or keys[0] != keys[1]:
+            raise DataError(f"{other}: extends a grid only with other values of the same keys ({keys[0]} vs {keys[1]})")
+        free = (*POINT_SETTINGS, "grid")
+    differ = sorted(k for k in set(ours) | set(theirs) if k not in free and ours.get(k) != theirs.get(k))
     if differ:
         was = ", ".join(f"{k}={ours.get(k)!r} vs {theirs.get(k)!r}" for k in differ)
         raise DataError(f"{other}: another experiment than {folder} ({was}); report it on its own")

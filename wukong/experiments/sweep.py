@@ -15,11 +15,13 @@ plots them.
 Recipes: a fixed learning rate favours some sizes over others (a small model may want a higher rate
 than a large one), which bends the curve of a family by its recipe rather than its architecture.
 ``grid`` (``--grid train.learning_rate=0.001,0.002,0.004``, repeatable) trains every point at every
-combination of the listed values; the report keeps, for each (family, point, seed), the combination
-with the lowest **validation** LogLoss (:func:`wukong.experiments.report.best_of_grid`), so every
-family and size gets the same tuning effort and the test split never chooses. Locally the grid is
-searched on the first seed only: once a point's seed-0 trials are done, its other seeds train the
-combination that won there (:meth:`Sweep.run`), as a paper tunes on one seed and reports several.
+combination of the listed values; the report keeps, for each (family, point), the combination with
+the lowest **validation** LogLoss on the point's first seed, at every seed
+(:func:`wukong.experiments.report.best_of_grid`), so every family and size gets the same tuning
+effort and the test split never chooses. Locally the grid is searched on the first seed only: once
+a point's seed-0 trials are done, its other seeds train the combination that won there
+(:meth:`Sweep.run`), as a paper tunes on one seed and reports several. A wider grid can be added
+later by another sweep over the same points (``wukong sweep report --extend``).
 Seeds may be raised when a sweep is resumed (``--seeds``, ``--end-seeds``), to add seeds to a finished
 sweep; nothing else may change.
 
