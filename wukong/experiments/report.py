@@ -249,10 +249,16 @@ def build_report(records: list[dict[str, Any]], split: str = "test", title: str 
                 series, xlabel, ylabel, f"{title}: {ylabel} vs {xlabel.split(' (')[0]}", log_y=view == "excess"
             )
     failures = "".join(f"- {r['id']}: {last_line(r.get('error') or 'failed')}\n" for r in failed)
-    recipes = {json.dumps(r["grid"], sort_keys=True) for r in finished if "grid" in r}
+    per_point: dict[tuple[Any, ...], set[str]] = {}
+    for r in finished:
+        if "grid" in r:
+            per_point.setdefault((r.get("family", r["model"]), point_key(r)), set()).add(json.dumps(r["grid"]))
+    counts = sorted({len(recipes) for recipes in per_point.values()})
+    trained = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}" if counts else ""
     grid = (
-        f" Each point trained at {len(recipes)} recipes (a grid); the one with the lowest validation LogLoss counts."
-        if recipes
+        f" Each point trained at {trained} recipes (a grid); the one with the lowest validation LogLoss on the "
+        "point's first seed counts, at every seed."
+        if per_point
         else ""
     )
     note = (
