@@ -196,15 +196,43 @@ def where_it_ran(value: int, progress=None) -> tuple[int, int]:
     return value, os.getpid()
 
 
-def test_inputs_run_here_until_the_workers_are_up_then_in_them() -> None:
+def test_inputs_run_here_until_the_workers_are_up_then_in_them(monkeypatch: pytest.MonkeyPatch) -> None:
     with Workers(2) as pool:
-        early = pool.map(where_it_ran, [(i,) for i in range(8)])
         assert pool.ready.wait(120)
         late = pool.map(where_it_ran, [(i,) for i in range(8)])
-    assert [v for v, _ in early] == list(range(8)) == [v for v, _ in late]  # in input order either way
-    here = [pid == os.getpid() for _, pid in early]
-    assert here == sorted(here, reverse=True)  # what ran here ran first
+    assert [v for v, _ in late] == list(range(8))  # in input order
     assert not any(pid == os.getpid() for _, pid in late)
+    monkeypatch.setattr(Workers, "_start", lambda self, pool: None)  # a pool that never comes up
+    with Workers(2) as pool:
+        early = pool.map(where_it_ran, [(i,) for i in range(8)])
+        undone = []
+        with pytest.raises(ValueError, match="input -1"):  # a failure here: later inputs do not start
+            pool.map(where_it_ran, [(0,), (1,), (-1,), (3,)], undo=undone.append)
+        pool.ready.set()  # lets the pool shut down
+    assert early == [(i, os.getpid()) for i in range(8)]
+    assert undone == [(0, os.getpid()), (1, os.getpid())]
+
+
+def test_a_pool_that_cannot_start_undoes_what_ran_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    def broken(self, *args, **kwargs):
+        raise BrokenProcessPool("the server died")
+
+    undone = []
+    with Workers(2) as pool:
+        assert pool.ready.wait(120)
+        pool.ready.clear()
+
+        def up_after_this(value: int, progress=None) -> int:
+            pool.ready.set()  # the pool "comes up" once this input has run here
+            return value
+
+        monkeypatch.setattr(type(pool.pool), "submit", broken)
+        with pytest.raises(BrokenProcessPool, match="the server died"):
+            pool.map(up_after_this, [(1,), (2,)], undo=undone.append)
+        monkeypatch.undo()
+    assert undone == [1]  # what ran here is undone, not left published
 
 
 def test_a_failing_input_in_a_worker_undoes_the_others_results() -> None:

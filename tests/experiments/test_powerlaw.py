@@ -200,6 +200,15 @@ def test_a_wider_grid_from_another_sweep_rechooses_each_points_recipe(tmp_path: 
     table = (tmp_path / "all" / "report.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| wukong") and "learning_rate" in line)
     assert "learning_rate=0.0005" in row and "0.4750 ± 0.0071" in row  # test LogLoss of its two seeds
+    assert "fewer seeds than trained" not in table
+    seed_zero_only = write_sweep(
+        tmp_path / "edge0", wider[:1], grid={"train.learning_rate": ["0.0005"]}, targets_mflops=[1.0]
+    )
+    write_report(first, output=tmp_path / "early", extend=[seed_zero_only])  # its winner lacks seed 1
+    assert (
+        "fewer seeds than trained (train the winner's other seeds): wukong at 1.0 (1 of 2 seeds)"
+        in (tmp_path / "early" / "report.md").read_text()
+    )
     with pytest.raises(DataError, match=r"trains what is already reported \(wukong at 1\.0, .*0\.001.*seed 0\)"):
         write_report(first, output=tmp_path / "x", extend=[first])
     other_key = write_sweep(tmp_path / "wd", wider, grid={"train.weight_decay": ["0.1"]}, targets_mflops=[1.0])

@@ -290,8 +290,9 @@ class Workers:
         """``[function(*x, progress=...) for x in inputs]``, each input a tuple of arguments.
 
         Here, ``function`` reports its own progress; from workers, ``progress`` gets ``rows(result)``
-        as each input finishes. If any input fails, the others still finish, ``undo`` runs on every
-        result there is, and the first failure is re-raised.
+        as each input finishes. If an input fails here, the inputs after it are not started; inputs
+        already given to workers still finish. Then ``undo`` runs on every result there is, and the
+        first failure is re-raised.
         """
         results, failure, local = [], None, 0
         while local < len(inputs) and (self.pool is None or not self.ready.is_set()):
@@ -302,7 +303,13 @@ class Workers:
                 break
             local += 1
         if self.pool is not None and failure is None:
-            for future in [self.pool.submit(function, *x) for x in inputs[local:]]:
+            futures = []
+            try:
+                for x in inputs[local:]:
+                    futures.append(self.pool.submit(function, *x))
+            except BaseException as error:  # a pool that could not start: undo what ran here
+                failure = error
+            for future in futures:
                 try:
                     results.append(future.result())
                     if progress and rows:

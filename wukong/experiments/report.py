@@ -229,6 +229,39 @@ def points_table(records: list[dict[str, Any]], split: str) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def _grid_note(finished: list[dict[str, Any]], chosen: list[dict[str, Any]]) -> str:
+    """What the report says of a grid: how many recipes each point trained, how its recipe is chosen,
+    and which points report fewer seeds than they trained (a winner from a wider grid whose other
+    seeds are still to train); empty without a grid."""
+    recipes: dict[tuple[Any, ...], set[str]] = {}
+    seeds: dict[tuple[Any, ...], set[Any]] = {}
+    kept: dict[tuple[Any, ...], set[Any]] = {}
+    for r in finished:
+        if "grid" in r:
+            key = (r.get("family", r["model"]), point_key(r))
+            recipes.setdefault(key, set()).add(json.dumps(r["grid"], sort_keys=True))
+            seeds.setdefault(key, set()).add(r.get("seed"))
+    if not recipes:
+        return ""
+    for r in chosen:
+        if "grid" in r:
+            kept.setdefault((r.get("family", r["model"]), point_key(r)), set()).add(r.get("seed"))
+    counts = sorted({len(values) for values in recipes.values()})
+    trained = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    short = [
+        f"{family} at {point} ({len(kept.get((family, point), ()))} of {len(seeds[family, point])} seeds)"
+        for family, point in recipes
+        if len(kept.get((family, point), ())) < len(seeds[family, point])
+    ]
+    note = (
+        f" Each point trained at {trained} recipes (a grid); the one with the lowest validation LogLoss on the "
+        "point's first seed counts, at every seed."
+    )
+    if short:
+        note += f" Reported with fewer seeds than trained (train the winner's other seeds): {', '.join(short)}."
+    return note
+
+
 def build_report(records: list[dict[str, Any]], split: str = "test", title: str = "Scaling sweep") -> Report:
     """Fits, figures and tables of a sweep's records (failed ones listed apart)."""
     finished = [r for r in records if r.get("status") == "ok"]
@@ -249,18 +282,7 @@ def build_report(records: list[dict[str, Any]], split: str = "test", title: str 
                 series, xlabel, ylabel, f"{title}: {ylabel} vs {xlabel.split(' (')[0]}", log_y=view == "excess"
             )
     failures = "".join(f"- {r['id']}: {last_line(r.get('error') or 'failed')}\n" for r in failed)
-    per_point: dict[tuple[Any, ...], set[str]] = {}
-    for r in finished:
-        if "grid" in r:
-            per_point.setdefault((r.get("family", r["model"]), point_key(r)), set()).add(json.dumps(r["grid"]))
-    counts = sorted({len(recipes) for recipes in per_point.values()})
-    trained = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}" if counts else ""
-    grid = (
-        f" Each point trained at {trained} recipes (a grid); the one with the lowest validation LogLoss on the "
-        "point's first seed counts, at every seed."
-        if per_point
-        else ""
-    )
+    grid = _grid_note(finished, ok)
     note = (
         f"Each point: one pass over the same training rows; {split} split; mean ± std over seeds.{grid} "
         f"Fits: L = L∞ + A·C^−α, least squares over every seed's result, ± one standard error; "
