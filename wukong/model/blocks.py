@@ -138,6 +138,35 @@ class AttentiveProjection(nn.Module):
         return self.compress.flops_for_dim(dim) + count_flops(self.mlp)
 
 
+class RowProducts(torch.autograd.Function):
+    r"""``A Bᵀ`` per example, ``(B, n, d) × (B, k, d) → (B, n, k)``, with a backward whose products all
+    take their operands as stored.
+
+    .. math::
+        \partial A = G\,B, \qquad \partial B = G^\top A
+
+    Autograd's own backward of ``bmm(A, Bᵀ)`` forms ``∂(Bᵀ) = Aᵀ G``, a ``(d × n)(n × k)`` product
+    per example whose left operand is transposed; with n and k small, MKL's batched kernel runs that
+    layout several times slower than ``Gᵀ A`` (``(k × n)(n × d)``) gives the same numbers
+    (docs/benchmarks.md). The FM's second product is this shape: ``X Zᵀᵀ``, with ``Zᵀ = Yᵀ X``.
+    """
+
+    @staticmethod
+    def forward(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(a, b.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        a, b = ctx.saved_tensors
+        grad_a = torch.bmm(grad, b) if ctx.needs_input_grad[0] else None
+        grad_b = torch.bmm(grad.transpose(1, 2), a) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
 class FactorizationMachineBlock(nn.Module):
     r"""Factorization Machine Block (FMB): second-order interactions of the n embeddings, compressed.
 
@@ -226,7 +255,7 @@ class FactorizationMachineBlock(nn.Module):
             if y_t.dim() == 2:
                 y_t = y_t.expand(x.shape[0], *y_t.shape)
             projected = torch.bmm(y_t, x)
-        return torch.bmm(x, projected.transpose(1, 2))
+        return RowProducts.apply(x, projected)
 
     def forward(self, x: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
         fm = self.interactions(x, projected).flatten(1)
