@@ -56,6 +56,22 @@ def test_row_products_backward_is_autograds_of_bmm() -> None:
     torch.testing.assert_close(only_a, theirs[0])
 
 
+def test_row_products_under_bf16_autocast_match_autograds() -> None:
+    """Under autocast the product runs in bf16 and each input gets a gradient of its own dtype, as
+    autograd's ``bmm`` gives them."""
+    a = torch.randn(4, 9, 16, requires_grad=True)
+    b = torch.randn(4, 3, 16, requires_grad=True)
+    grad = torch.randn(4, 9, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, theirs = RowProducts.apply(a, b), torch.bmm(a, b.transpose(1, 2))
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    mine = torch.autograd.grad(ours, (a, b), grad.to(torch.bfloat16))
+    reference = torch.autograd.grad(theirs, (a, b), grad.to(torch.bfloat16))
+    for got, want in zip(mine, reference):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+
+
 def test_lcb_equals_w_x() -> None:
     lcb = LinearCompressionBlock(num_inputs=9, num_outputs=4).double()
     x = torch.randn(3, 9, 6, dtype=torch.float64)

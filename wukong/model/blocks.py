@@ -162,8 +162,11 @@ class RowProducts(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         a, b = ctx.saved_tensors
-        grad_a = torch.bmm(grad, b) if ctx.needs_input_grad[0] else None
-        grad_b = torch.bmm(grad.transpose(1, 2), a) if ctx.needs_input_grad[1] else None
+        # Under autocast the forward product ran in the lower precision, which is the gradient's dtype
+        # here (backward runs without autocast): multiply in it, hand each input a gradient of its dtype.
+        low = grad.dtype
+        grad_a = torch.bmm(grad, b.to(low)).to(a.dtype) if ctx.needs_input_grad[0] else None
+        grad_b = torch.bmm(grad.transpose(1, 2), a.to(low)).to(b.dtype) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
